@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/binwatch/binwatch/agent"
+	"github.com/binwatch/binwatch/collector"
+	"github.com/binwatch/binwatch/internal/lograte"
+	"github.com/binwatch/binwatch/internal/natsconn"
+	"github.com/binwatch/binwatch/internal/startup"
+	"github.com/binwatch/binwatch/schema"
+	"github.com/binwatch/binwatch/schema/binwatchv1"
+)
+
+// Time limits of --once: for the scan to be evaluated, and for its alerts
+// to be acknowledged.
+const (
+	onceScanTimeout    = 5 * time.Minute
+	onceDeliverTimeout = time.Minute
+)
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger, err := startup.NewLogger(c.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	hostID, hostname, err := startup.HostID(c.HostID)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("host", hostID)
+	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state directory: %w", err)
+	}
+
+	embedded := c.NATS.URL == ""
+	collect := embedded
+	if c.Collect.IsSet {
+		collect = c.Collect.Value
+	}
+	createStream := embedded && c.Leaf.URL == ""
+	if c.CreateStream.IsSet {
+		createStream = c.CreateStream.Value
+	}
+	url := c.NATS.URL
+	if embedded {
+		storeDir := filepath.Join(c.StateDir, "jetstream")
+		if c.Leaf.URL != "" {
+			// A leaf node forwards alerts to the hub's stream; a local
+			// JetStream domain would answer in its place.
+			storeDir = ""
+		}
+		srv, err := agent.StartEmbedded(agent.EmbeddedOptions{
+			Listen: c.Listen, StoreDir: storeDir, Name: "binwatch-" + hostID, Leaf: c.Leaf,
+		}, logger)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			logger.Info("embedded nats-server stopped")
+		}()
+		url = srv.ClientURL()
+		logger.Info("embedded nats-server started", "url", url, "jetstream", storeDir != "", "leaf", natsconn.Redact(c.Leaf.URL))
+	}
+
+	opts := c.NATS
+	opts.URL = url
+	nc, err := natsconn.Connect(opts, "binwatch-agent "+hostID, logger, natsconn.Hooks{})
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if createStream {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = agent.EnsureStream(sctx, js, c.StreamReplicas)
+		cancel()
+		if err != nil {
+			return err
+		}
+		logger.Info("stream ready", "stream", agent.StreamName, "subjects", schema.AlertSubjectAll)
+	}
+
+	a, err := agent.New(nc, agent.Config{
+		StateDir:            c.StateDir,
+		SimilarityThreshold: c.SimilarityThreshold,
+		AlertAck:            c.AlertAck,
+		ServiceName:         "binwatch-agent",
+		HostID:              hostID,
+	}, logger.With("component", "agent"))
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	defer a.Close()
+
+	if !collect {
+		if c.Once {
+			return onceWithoutCollector(ctx, a, stdout)
+		}
+		<-ctx.Done()
+		return nil
+	}
+
+	// The in-process collector has its own connection, like a separate
+	// binwatch-collector would.
+	scanner, pub, svc, cnc, err := startCollector(c, opts, hostID, hostname, logger)
+	if err != nil {
+		return err
+	}
+	defer cnc.Close()
+	defer svc.Stop()
+	if c.Once {
+		return once(ctx, a, scanner, pub, svc, stdout)
+	}
+	rescan := make(chan struct{}, 1)
+	report := func(r collector.ScanReport) {
+		svc.Record(r)
+		if r.Err != nil {
+			logger.Error("scan failed", "error", r.Err)
+			return
+		}
+		logger.Info("scan published", "scan", r.Scan.Seq, "records", r.Publish.Records,
+			"batches", r.Publish.Batches, "duration", time.Duration(r.Scan.Stats.DurationNs))
+	}
+	err = collector.Run(ctx, scanner, pub, c.Interval, rescan, report)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func startCollector(c config, opts natsconn.Options, hostID, hostname string, logger *slog.Logger) (
+	*collector.Scanner, *collector.Publisher, *collector.Service, *nats.Conn, error) {
+	log := logger.With("component", "collector")
+	scanner, err := collector.NewScanner(collector.Options{ProcRoot: c.Proc, MaxFileSize: c.MaxFileSize})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	limit := lograte.New(time.Minute)
+	scanner.OnProcessError(func(pid int, err error) {
+		if limit.Allow("process") {
+			log.Warn("process skipped", "pid", pid, "error", err)
+		}
+	})
+	cnc, err := natsconn.Connect(opts, "binwatch-collector "+hostID, log, natsconn.Hooks{})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	pub, err := collector.NewPublisher(cnc, hostID, hostname)
+	if err != nil {
+		cnc.Close()
+		return nil, nil, nil, nil, err
+	}
+	pub.OnOversized(func(rec *binwatchv1.ProcessRecord, err error) {
+		log.Error("record dropped: larger than the max payload", "pid", rec.Pid, "error", err)
+	})
+	svc, err := collector.StartService(cnc, hostID, agent.Version)
+	if err != nil {
+		cnc.Close()
+		return nil, nil, nil, nil, err
+	}
+	return scanner, pub, svc, cnc, nil
+}
+
+// once scans, waits until the agent has evaluated the scan and delivered
+// every alert, and prints a summary.
+func once(ctx context.Context, a *agent.Agent, s *collector.Scanner, p *collector.Publisher,
+	svc *collector.Service, stdout io.Writer) error {
+	r := collector.ScanOnce(ctx, s, p)
+	svc.Record(r)
+	if r.Err != nil {
+		return r.Err
+	}
+	wctx, cancel := context.WithTimeout(ctx, onceScanTimeout)
+	defer cancel()
+	if err := a.WaitScan(wctx, p.HostID(), p.CollectorID(), r.Scan.Seq); err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, onceDeliverTimeout)
+	defer cancel()
+	if err := a.WaitDelivered(dctx); err != nil {
+		return err
+	}
+	collector.WriteSummary(stdout, r.Scan.Stats, a.Counters().Alerts)
+	return nil
+}
+
+func onceWithoutCollector(ctx context.Context, a *agent.Agent, stdout io.Writer) error {
+	wctx, cancel := context.WithTimeout(ctx, onceScanTimeout)
+	defer cancel()
+	if err := a.WaitAnyScan(wctx); err != nil {
+		return err
+	}
+	dctx, cancel := context.WithTimeout(ctx, onceDeliverTimeout)
+	defer cancel()
+	if err := a.WaitDelivered(dctx); err != nil {
+		return err
+	}
+	c := a.Counters()
+	fmt.Fprintf(stdout, "batches received: %d\nrecords received: %d\nalerts: %v\n", c.BatchesReceived, c.RecordsReceived, c.Alerts)
+	return nil
+}

@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// LeafOptions make the embedded server a leaf node of a hub.
+type LeafOptions struct {
+	// URL is the hub's leafnode URL, e.g. nats-leaf://hub:7422.
+	URL      string `envconfig:"LEAF_URL"`
+	User     string `envconfig:"LEAF_USER"`
+	Password string `envconfig:"LEAF_PASSWORD"`
+	Creds    string `envconfig:"LEAF_CREDS"`
+	CA       string `envconfig:"LEAF_CA"`
+	Cert     string `envconfig:"LEAF_CERT"`
+	Key      string `envconfig:"LEAF_KEY"`
+}
+
+// EmbeddedOptions configure the agent's own nats-server.
+type EmbeddedOptions struct {
+	// Listen is the client address, host:port.
+	Listen string
+	// StoreDir is the JetStream store; empty disables JetStream.
+	StoreDir string
+	// Name is the server name, unique in a cluster of leaf nodes.
+	Name string
+	Leaf LeafOptions
+}
+
+// StartEmbedded starts a nats-server in this process and waits until it
+// accepts clients. JetStream runs when StoreDir is set. The caller stops
+// it with Shutdown and WaitForShutdown.
+func StartEmbedded(o EmbeddedOptions, logger *slog.Logger) (*server.Server, error) {
+	host, portText, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("invalid listen address %q: %w", o.Listen, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("invalid listen address %q: port must be 0 to 65535", o.Listen)
+	}
+	opts := &server.Options{
+		ServerName: o.Name,
+		Host:       host,
+		Port:       port,
+		NoSigs:     true,
+		// Records of a large host fit in one message more often with room,
+		// but the publisher splits batches under any limit.
+		MaxPayload: 8 << 20,
+	}
+	if o.StoreDir != "" {
+		opts.JetStream = true
+		opts.StoreDir = filepath.Clean(o.StoreDir)
+	}
+	if o.Leaf.URL != "" {
+		remote, err := leafRemote(o.Leaf)
+		if err != nil {
+			return nil, err
+		}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
+		opts.LeafNode.ReconnectInterval = time.Second
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring embedded nats-server: %w", err)
+	}
+	s.SetLoggerV2(&serverLog{logger: logger.With("component", "nats-server")}, false, false, false)
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server on %s did not become ready within 10s (is the port in use?)", o.Listen)
+	}
+	return s, nil
+}
+
+func leafRemote(l LeafOptions) (*server.RemoteLeafOpts, error) {
+	u, err := url.Parse(l.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("invalid --leaf-url %q: want nats-leaf://host:port or tls://host:port", l.URL)
+	}
+	if l.User != "" {
+		u.User = url.UserPassword(l.User, l.Password)
+	}
+	r := &server.RemoteLeafOpts{URLs: []*url.URL{u}, Credentials: l.Creds}
+	if (l.Cert == "") != (l.Key == "") {
+		return nil, fmt.Errorf("invalid leaf TLS settings: --leaf-cert and --leaf-key must be set together")
+	}
+	if l.CA != "" || l.Cert != "" || u.Scheme == "tls" {
+		tc := &server.TLSConfigOpts{CaFile: l.CA, CertFile: l.Cert, KeyFile: l.Key}
+		cfg, err := server.GenTLSConfig(tc)
+		if err != nil {
+			return nil, fmt.Errorf("loading leaf TLS files: %w", err)
+		}
+		cfg.MinVersion = tls.VersionTLS12
+		// GenTLSConfig loads the CA into ClientCAs; a soliciting leaf is a
+		// client, so the CA must verify the hub.
+		cfg.RootCAs = cfg.ClientCAs
+		r.TLS = true
+		r.TLSConfig = cfg
+	}
+	return r, nil
+}
+
+// serverLog passes nats-server's log lines to slog.
+type serverLog struct{ logger *slog.Logger }
+
+func (l *serverLog) Noticef(format string, v ...any) { l.logger.Info(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Warnf(format string, v ...any)   { l.logger.Warn(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Errorf(format string, v ...any)  { l.logger.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Fatalf(format string, v ...any)  { l.logger.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Debugf(format string, v ...any)  { l.logger.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Tracef(format string, v ...any)  {}

@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"fmt"
+
+	"github.com/binwatch/binwatch/schema/binwatchv1"
+)
+
+// gap is a stretch of records the agent did not receive from one
+// collector instance.
+type gap struct {
+	collectorID string
+	// fromSeq and toSeq are the first and last scan with missing batches.
+	fromSeq, toSeq uint64
+	// missingBatches counts lost batches of partly received scans; whole
+	// missing scans are counted in missingScans.
+	missingBatches uint64
+	missingScans   uint64
+}
+
+func (g gap) String() string {
+	return fmt.Sprintf("collector %s: scans %d to %d: %d whole scans and %d batches missing",
+		g.collectorID, g.fromSeq, g.toSeq, g.missingScans, g.missingBatches)
+}
+
+// scanProgress is what one host's collector has delivered of its newest
+// scan.
+type scanProgress struct {
+	collectorID string
+	seq         uint64
+	count       uint32
+	seen        map[uint32]bool
+}
+
+func (p *scanProgress) complete() bool { return uint32(len(p.seen)) == p.count }
+
+// gapTracker finds missing batches and scans per host from the collector
+// id, scan sequence and batch index of each batch. Batches of one
+// collector arrive in order over one NATS connection, so a batch of a
+// newer scan closes the older one.
+type gapTracker struct {
+	hosts map[string]*scanProgress
+}
+
+func newGapTracker() *gapTracker { return &gapTracker{hosts: map[string]*scanProgress{}} }
+
+// observe records b and returns a gap when b shows that batches were lost,
+// and whether b completes its scan. A batch of an older scan than the
+// newest seen, or a repeated batch, returns stale.
+func (t *gapTracker) observe(b *binwatchv1.ProcessBatch) (g *gap, completed, stale bool) {
+	p := t.hosts[b.HostId]
+	if p == nil || p.collectorID != b.CollectorId {
+		// A new collector instance starts its own sequence. What the old
+		// one left incomplete is a gap.
+		if p != nil && !p.complete() {
+			g = &gap{collectorID: p.collectorID, fromSeq: p.seq, toSeq: p.seq,
+				missingBatches: uint64(p.count) - uint64(len(p.seen))}
+		}
+		p = t.start(b)
+		if len(t.hosts) > maxCountedHosts {
+			clear(t.hosts)
+		}
+		t.hosts[b.HostId] = p
+		return g, t.mark(p, b), false
+	}
+	switch {
+	case b.ScanSeq < p.seq:
+		return nil, false, true
+	case b.ScanSeq == p.seq:
+		if p.seen[b.BatchIndex] || b.BatchCount != p.count {
+			return nil, false, true
+		}
+		return nil, t.mark(p, b), false
+	}
+	// A newer scan: what the previous one lacks, and any scans skipped
+	// in between, are lost.
+	missing := gap{collectorID: p.collectorID, fromSeq: p.seq, toSeq: b.ScanSeq - 1}
+	if !p.complete() {
+		missing.missingBatches = uint64(p.count) - uint64(len(p.seen))
+	} else {
+		missing.fromSeq = p.seq + 1
+	}
+	missing.missingScans = b.ScanSeq - p.seq - 1
+	if missing.missingBatches > 0 || missing.missingScans > 0 {
+		g = &missing
+	}
+	p = t.start(b)
+	t.hosts[b.HostId] = p
+	return g, t.mark(p, b), false
+}
+
+func (t *gapTracker) start(b *binwatchv1.ProcessBatch) *scanProgress {
+	return &scanProgress{collectorID: b.CollectorId, seq: b.ScanSeq, count: b.BatchCount, seen: map[uint32]bool{}}
+}
+
+func (t *gapTracker) mark(p *scanProgress, b *binwatchv1.ProcessBatch) bool {
+	p.seen[b.BatchIndex] = true
+	return p.complete()
+}

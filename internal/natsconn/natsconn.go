@@ -1,0 +1,121 @@
+// Package natsconn builds NATS client connections for the binwatch
+// binaries from their shared settings, and logs connection events.
+package natsconn
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Options are the client settings both binaries accept.
+type Options struct {
+	URL      string `envconfig:"NATS_URL"`
+	User     string `envconfig:"NATS_USER"`
+	Password string `envconfig:"NATS_PASSWORD"`
+	Creds    string `envconfig:"NATS_CREDS"`
+	CA       string `envconfig:"NATS_CA"`
+	Cert     string `envconfig:"NATS_CERT"`
+	Key      string `envconfig:"NATS_KEY"`
+}
+
+// Validate reports settings that cannot work together.
+func (o Options) Validate() error {
+	if (o.Cert == "") != (o.Key == "") {
+		return fmt.Errorf("invalid NATS TLS settings: --nats-cert (%q) and --nats-key (%q) must be set together", o.Cert, o.Key)
+	}
+	if o.Creds != "" && o.User != "" {
+		return fmt.Errorf("invalid NATS auth settings: set --nats-creds or --nats-user, not both")
+	}
+	if o.Password != "" && o.User == "" {
+		return fmt.Errorf("invalid NATS auth settings: --nats-password needs --nats-user")
+	}
+	return nil
+}
+
+// Hooks are called on connection events, in addition to logging.
+type Hooks struct {
+	Reconnected  func()
+	Disconnected func(error)
+	// AsyncError receives slow-consumer and permission errors.
+	AsyncError func(*nats.Subscription, error)
+}
+
+// Connect dials o.URL as client name, retrying in the background when the
+// server is not up yet, and reconnecting forever. Events are logged with
+// logger and passed to hooks.
+func Connect(o Options, name string, logger *slog.Logger, hooks Hooks, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("nats disconnected", "error", err)
+			if hooks.Disconnected != nil {
+				hooks.Disconnected(err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			if hooks.Reconnected != nil {
+				hooks.Reconnected()
+			}
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
+		}),
+		nats.ClosedHandler(func(_ *nats.Conn) {
+			logger.Info("nats connection closed")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			logger.Error("nats asynchronous error", "subject", subject, "error", err)
+			if hooks.AsyncError != nil {
+				hooks.AsyncError(sub, err)
+			}
+		}),
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.Creds != "" {
+		opts = append(opts, nats.UserCredentials(o.Creds))
+	}
+	if o.CA != "" {
+		opts = append(opts, nats.RootCAs(o.CA))
+	}
+	if o.Cert != "" {
+		opts = append(opts, nats.ClientCert(o.Cert, o.Key))
+	}
+	opts = append(opts, extra...)
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", Redact(o.URL), err)
+	}
+	return nc, nil
+}
+
+// Redact returns the server list urls with any password replaced by
+// "xxxxx", for logs and errors.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
+}
