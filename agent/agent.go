@@ -155,7 +155,9 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("agent: setting pending limits: %w", err)
 	}
 	a.sub = sub
-	if err := a.nc.FlushWithContext(ctx); err != nil {
+	fctx, fcancel := context.WithTimeout(ctx, publishTimeout)
+	defer fcancel()
+	if err := a.nc.FlushWithContext(fctx); err != nil {
 		cancel()
 		return fmt.Errorf("agent: confirming subscription to %s: %w", a.cfg.Subject, err)
 	}

@@ -77,14 +77,14 @@ func (a *Agent) publishAlert(ctx context.Context, al *binwatchv1.IntegrityAlert)
 	msg.Header.Set(schema.HeaderMessageType, schema.MessageTypeIntegrityAlert)
 	msg.Header.Set(schema.HeaderMsgID, al.Id)
 	msg.Data = data
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
 	if !a.cfg.AlertAck {
 		if err := a.nc.PublishMsg(msg); err != nil {
 			return err
 		}
 		return a.nc.FlushWithContext(ctx)
 	}
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
-	defer cancel()
 	_, err = a.js.PublishMsg(ctx, msg, jetstream.WithMsgID(al.Id))
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		return fmt.Errorf("no stream acknowledged %s (is the %s stream there and reachable?): %w",

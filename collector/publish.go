@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
@@ -19,6 +20,9 @@ import (
 // headers and for the batch fields set after splitting (index and count
 // varints). The two headers encode to about 90 bytes.
 const headerReserve = 256
+
+// flushTimeout bounds the wait for the server to confirm a scan's batches.
+const flushTimeout = 30 * time.Second
 
 // minBatchBudget is the smallest max payload the publisher works with.
 const minBatchBudget = 1024
@@ -90,7 +94,9 @@ func (p *Publisher) Publish(ctx context.Context, scan *Scan) (PublishResult, err
 		res.Records += len(b.Records)
 		res.Bytes += len(data)
 	}
-	if err := p.nc.FlushWithContext(ctx); err != nil {
+	fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	defer cancel()
+	if err := p.nc.FlushWithContext(fctx); err != nil {
 		return res, fmt.Errorf("collector: flushing scan %d: %w", scan.Seq, err)
 	}
 	return res, nil

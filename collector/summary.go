@@ -23,7 +23,7 @@ func WriteSummary(w io.Writer, st *binwatchv1.ScanStats, alerts map[string]uint6
 		full -= n
 	}
 	fmt.Fprintf(w, "coverage:            full %d%s\n", full, formatCounts(st.CoverageDegraded))
-	fmt.Fprintf(w, "executable states:   %s\n", strings.TrimPrefix(formatCounts(st.States, 32), ", "))
+	fmt.Fprintf(w, "executable states:   %s\n", strings.TrimPrefix(formatCounts(st.States), ", "))
 	if st.PartialVisibility {
 		fmt.Fprintf(w, "visibility:          partial: %s\n", st.VisibilityDetail)
 	}
