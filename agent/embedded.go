@@ -48,6 +48,10 @@ func StartEmbedded(o EmbeddedOptions, logger *slog.Logger) (*server.Server, erro
 	if err != nil || port < 0 || port > 65535 {
 		return nil, fmt.Errorf("invalid listen address %q: port must be 0 to 65535", o.Listen)
 	}
+	if port == 0 {
+		// nats-server reads 0 as its default port, 4222.
+		port = server.RANDOM_PORT
+	}
 	opts := &server.Options{
 		ServerName: o.Name,
 		Host:       host,

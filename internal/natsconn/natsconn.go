@@ -54,7 +54,10 @@ func Connect(o Options, name string, logger *slog.Logger, hooks Hooks, extra ...
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() {
+				return // Close was called; ClosedHandler logs it.
+			}
 			logger.Warn("nats disconnected", "error", err)
 			if hooks.Disconnected != nil {
 				hooks.Disconnected(err)

@@ -24,12 +24,12 @@ func Usagef(format string, args ...any) error {
 }
 
 // ExitCode maps the error run returned to the process exit status: 0 for
-// nil, 2 for invalid configuration, 1 otherwise.
+// nil and for --help, 2 for invalid configuration, 1 otherwise.
 func ExitCode(err error) int {
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, ErrUsage), errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, ErrUsage):
 		return 2
 	default:
 		return 1
