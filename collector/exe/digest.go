@@ -33,7 +33,7 @@ func identityOf(st *unix.Stat_t) identity {
 }
 
 // digests is the cached outcome of hashing one file. A non-zero reason
-// says why a digest is missing.
+// gives the cause of a missing digest.
 type digests struct {
 	sha256 string
 	ssdeep string
@@ -68,7 +68,7 @@ func (in *Inspector) digestsFor(r io.Reader, st *unix.Stat_t, res *Result) diges
 	return d
 }
 
-// hash reads r, which fstat says has size bytes, and feeds SHA-256 and
+// hash reads r, whose fstat size is size bytes, and feeds SHA-256 and
 // ssdeep from the same buffers. It reports whether the outcome depends only
 // on the file's identity and may be cached: a file too large to read, or
 // one that ssdeep cannot digest, fails the same way every time, while a

@@ -132,7 +132,7 @@ func TestInspectSsdeepFailed(t *testing.T) {
 	}
 }
 
-// shortReader returns fewer bytes than the size that hash is told.
+// shortReader returns left bytes and then io.EOF.
 type shortReader struct{ left int }
 
 func (r *shortReader) Read(p []byte) (int, error) {
@@ -182,7 +182,8 @@ func TestLRUEviction(t *testing.T) {
 	ids := []identity{{ino: 1}, {ino: 2}, {ino: 3}}
 	c.put(ids[0], digests{sha256: "a"})
 	c.put(ids[1], digests{sha256: "b"})
-	if _, ok := c.get(ids[0]); !ok { // ids[0] becomes the most recent
+	// The get makes ids[0] the most recently used entry.
+	if _, ok := c.get(ids[0]); !ok {
 		t.Fatalf("get(1) missed right after put")
 	}
 	c.put(ids[2], digests{sha256: "c"})

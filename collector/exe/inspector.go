@@ -4,7 +4,7 @@
 // The running image is read through /proc/<pid>/exe, which stays the
 // executed file even after its path was unlinked, replaced or hidden in
 // another mount namespace. Content digests (SHA-256 and ssdeep) are cached
-// by file identity, so many processes of one executable cost one read; the
+// by file identity, so many processes of one executable cost one read. The
 // state (on disk, replaced, unlinked, memfd) is decided for every process
 // on every call.
 package exe
@@ -27,6 +27,10 @@ import (
 // ErrExited is procfs.ErrExited. Inspect's error wraps it when the process
 // vanished (or became a zombie) before its image could be opened.
 var ErrExited = procfs.ErrExited
+
+// ErrNoExecutable is procfs.ErrNoExecutable. Inspect's error wraps it for a
+// kernel thread, which has no image to inspect.
+var ErrNoExecutable = procfs.ErrNoExecutable
 
 // Defaults for zero Options fields.
 const (
@@ -133,7 +137,7 @@ type Result struct {
 	// Hashed counts the files read and hashed by this call: the running
 	// image, the file at the path, or both.
 	Hashed int
-	// CacheHits counts digest lookups answered from the cache.
+	// CacheHits counts digest lookups found in the cache.
 	CacheHits int
 	// CacheMisses counts digest lookups that were not in the cache. Each
 	// is one hashing attempt, including a file that was too large to read.
@@ -150,7 +154,7 @@ type Result struct {
 // A process that the caller may not inspect (EACCES or EPERM on the exe
 // link) gives a record with coverage ACCESS_DENIED and state UNKNOWN, and
 // no error. The error wraps ErrExited when the process vanished, and
-// procfs.ErrNoExecutable for a kernel thread.
+// ErrNoExecutable for a kernel thread.
 func (in *Inspector) Inspect(pid int, exePath []byte) (Result, error) {
 	if exePath == nil {
 		link, err := in.fs.ExeLink(pid)

@@ -70,8 +70,8 @@ func runHelper(mode string) error {
 		_, err := io.Copy(io.Discard, os.Stdin)
 		return err
 	case "mntns-exec":
-		// Inside a private mount namespace: put a copy of the executable
-		// on a tmpfs that only this namespace sees, and execute it.
+		// Inside a private mount namespace, put a copy of the executable
+		// on a tmpfs that only this namespace has, and execute it.
 		dir := os.Getenv("EXE_TEST_DIR")
 		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755"); err != nil {
 			return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
@@ -346,10 +346,10 @@ func worldReadableCopy(t *testing.T) string {
 }
 
 // requireRoot skips the test unless it runs as root.
-func requireRoot(t *testing.T, why string) {
+func requireRoot(t *testing.T, action string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skipf("needs root to %s", why)
+		t.Skipf("needs root to %s", action)
 	}
 }
 

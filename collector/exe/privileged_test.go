@@ -77,10 +77,11 @@ func TestInspectChrootedProcess(t *testing.T) {
 		t.Fatalf("chroot helper printed %q, %v, want ready", line, err)
 	}
 
+	// The state is under test, not the digests of the large test binary,
+	// so a 1-byte limit skips hashing it.
 	pid := cmd.Process.Pid
-	ex := inspect(t, NewInspector(Options{}), pid).Executable
+	ex := inspect(t, NewInspector(Options{MaxFileSize: 1}), pid).Executable
 	checkState(t, ex, binwatchv1.ExecutableState_EXECUTABLE_STATE_ON_DISK)
-	checkFull(t, ex)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

@@ -13,8 +13,8 @@ import (
 	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
 
-// deletedSuffix is what the kernel appends to the exe link of a file whose
-// dentry was unlinked. A file may also carry it in its real name.
+// deletedSuffix is the text that the kernel appends to the exe link of a
+// file whose dentry was unlinked. A file may also carry it in its real name.
 const deletedSuffix = " (deleted)"
 
 // maxResolveRetries bounds the retries of openat2, which fails with EAGAIN
@@ -23,8 +23,8 @@ const maxResolveRetries = 8
 
 // classify sets the state of ex, whose running image has fstat run, by
 // comparing the image with the file that its path names now. The identity
-// of files decides; the link text only says where to look. The error wraps
-// ErrExited when the process vanished.
+// of files decides, and the link text only gives the place to look. The
+// error wraps ErrExited when the process vanished.
 //
 // The kernel writes the exe link relative to the reader's root when the
 // file is reachable from it, and relative to the top of the process's mount
@@ -93,8 +93,9 @@ func (in *Inspector) classify(pid int, run *unix.Stat_t, ex *binwatchv1.Executab
 // candidatePaths lists the paths to look up, in order. The kernel appends
 // " (deleted)" only to an unlinked dentry, so with no links left the file
 // was at the path without the suffix. With links left, the suffix may be
-// part of the real name; the path without it comes second, for an image
-// that was unlinked at its path but keeps a hard link elsewhere.
+// part of the real name, so the exact path comes first. The path without
+// the suffix comes second, for an image that was unlinked at its path but
+// keeps a hard link elsewhere.
 func candidatePaths(link []byte, nlink uint64) []string {
 	stripped, deleted := bytes.CutSuffix(link, []byte(deletedSuffix))
 	switch {

@@ -8,10 +8,10 @@ import (
 )
 
 // Cmdline returns the arguments of /proc/<pid>/cmdline as raw bytes. It
-// reads at most maxBytes+1 bytes and returns at most maxArgs arguments;
-// truncated is true when either limit cut something off, in which case the
-// last argument may be partial. A zombie or kernel thread has an empty
-// command line, which gives no arguments and no error.
+// reads at most maxBytes+1 bytes and returns at most maxArgs arguments.
+// truncated is true when either limit cut something off, and then the last
+// argument may be partial. A zombie or kernel thread has an empty command
+// line, which gives no arguments and no error.
 func (fs FS) Cmdline(pid, maxArgs, maxBytes int) (argv [][]byte, truncated bool, err error) {
 	if maxArgs <= 0 || maxBytes <= 0 {
 		return nil, false, fmt.Errorf("invalid cmdline limits %d arguments, %d bytes: both must be positive", maxArgs, maxBytes)

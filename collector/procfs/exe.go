@@ -23,9 +23,9 @@ func (fs FS) ExeLink(pid int) ([]byte, error) {
 // becoming a controlling terminal. The file is the process's running image
 // even when its path was unlinked, replaced or lives in another mount
 // namespace. Errors wrap ErrExited when the process is gone or a zombie,
-// ErrNoExecutable for a kernel thread, and match fs.ErrPermission when the
-// caller may not inspect the process (it lacks CAP_SYS_PTRACE and does not
-// own the process).
+// and ErrNoExecutable for a kernel thread. They match fs.ErrPermission when
+// the kernel denies ptrace read access, for example to a caller without
+// CAP_SYS_PTRACE that does not own the process.
 func (fs FS) OpenExe(pid int) (*os.File, error) {
 	f, err := os.OpenFile(fs.path(pid, "exe"), os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {

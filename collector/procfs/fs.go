@@ -92,12 +92,13 @@ func parsePID(s string) (int, bool) {
 	return pid, true
 }
 
-// isExited reports whether err is how the kernel says a process is gone.
+// isExited reports whether err is the kernel's error for a process that is
+// gone (ENOENT or ESRCH).
 func isExited(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH)
 }
 
-// processError marks err with ErrExited when it says the process is gone.
+// processError wraps err with ErrExited when isExited(err) holds.
 func processError(err error) error {
 	if err != nil && isExited(err) && !errors.Is(err, ErrExited) {
 		return fmt.Errorf("%w: %w", ErrExited, err)

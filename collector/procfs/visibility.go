@@ -16,7 +16,8 @@ import (
 // capSysPtrace is CAP_SYS_PTRACE's bit number in a capability set.
 const capSysPtrace = 19
 
-// Visibility says whether the procfs mount hides processes from the caller.
+// Visibility is the result of checking whether the procfs mount hides
+// processes from the caller.
 type Visibility struct {
 	// Partial is true when the kernel hides some processes from the
 	// caller or makes them unreadable, so a scan may see only part of the

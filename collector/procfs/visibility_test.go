@@ -26,7 +26,8 @@ func writeFile(t *testing.T, dir, name, content string) {
 }
 
 // setEnv returns env with key set to value, replacing earlier settings,
-// because a process started by syscall.Exec sees the first of duplicates.
+// because os.Getenv in a process started by syscall.Exec returns the first
+// of duplicate entries.
 func setEnv(env []string, key, value string) []string {
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
