@@ -140,7 +140,7 @@ func (s *Scanner) Scan(ctx context.Context) (*Scan, error) {
 		case errors.Is(err, procfs.ErrExited):
 			scan.Stats.Exited++
 			continue
-		case errors.Is(err, errKernelThread):
+		case errors.Is(err, errKernelThread), errors.Is(err, procfs.ErrNoExecutable):
 			scan.Stats.KernelThreads++
 			continue
 		case err != nil:
