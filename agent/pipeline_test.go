@@ -5,10 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
@@ -222,5 +224,36 @@ func TestProcessesExitingDuringScan(t *testing.T) {
 		if bytes.Equal(a.GetProcess().GetExecutableRaw(), []byte(prog)) {
 			t.Errorf("alert about %s: %v %s", prog, a.Kind, a.Message)
 		}
+	}
+}
+
+func TestUnusualPathReachesAlertExactly(t *testing.T) {
+	p := newPipeline(t, "", 80)
+	name := "bad\xff\xfe name\nline"
+	prog := filepath.Join(t.TempDir(), name)
+	copyFile(t, "/bin/sleep", prog)
+	cmd := startProcess(t, prog, "600")
+	if err := os.Remove(prog); err != nil {
+		t.Fatal(err)
+	}
+	p.scan()
+	got := p.alertsFor(int32(cmd.Process.Pid), kindDiskMismatch)
+	if len(got) != 1 {
+		t.Fatalf("%d disk_mismatch alerts, want 1", len(got))
+	}
+	a := got[0]
+	wantRaw := prog + " (deleted)"
+	if string(a.GetProcess().GetExecutableRaw()) != wantRaw {
+		t.Errorf("executable_raw = %q, want %q", a.GetProcess().GetExecutableRaw(), wantRaw)
+	}
+	text := a.GetProcess().GetExecutable()
+	if strings.ContainsAny(text, "\n\xff") || !utf8.ValidString(text) {
+		t.Errorf("executable text %q is not an escaped, one-line rendering", text)
+	}
+	if !strings.Contains(text, `\xff\xfe name\nline`) {
+		t.Errorf("executable text %q does not show the escaped bytes", text)
+	}
+	if !utf8.ValidString(a.GetProcess().GetName()) {
+		t.Errorf("process name %q is not valid UTF-8", a.GetProcess().GetName())
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -180,7 +182,7 @@ func (s *Scanner) record(pid int) (*binwatchv1.ProcessRecord, exe.Result, error)
 	rec := &binwatchv1.ProcessRecord{
 		Pid:        int32(pid),
 		Ppid:       int32(st.PPID),
-		Name:       st.Comm,
+		Name:       validText(st.Comm),
 		StartTicks: st.StartTicks,
 		StartTime:  timestamppb.New(s.startTime(st.StartTicks)),
 	}
@@ -206,6 +208,8 @@ func (s *Scanner) record(pid int) (*binwatchv1.ProcessRecord, exe.Result, error)
 		return nil, exe.Result{}, err
 	}
 	rec.Executable = res.Executable
+	rec.Executable.StateDetail = validText(rec.Executable.StateDetail)
+	rec.Executable.CoverageDetail = validText(rec.Executable.CoverageDetail)
 	// A pid whose start time changed was reused during the scan.
 	again, err := s.fs.Stat(pid)
 	if err != nil {
@@ -226,3 +230,15 @@ func (s *Scanner) startTime(ticks uint64) time.Time {
 
 // BootID returns the kernel's boot id read at start.
 func (s *Scanner) BootID() string { return s.bootID }
+
+// validText returns s unchanged when it is valid UTF-8, and otherwise
+// quoted like a Go string literal without the quotes. Protobuf string
+// fields must be UTF-8, while a process may name itself with any bytes
+// and details may quote paths.
+func validText(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
+}
