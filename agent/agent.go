@@ -225,6 +225,21 @@ func (a *Agent) Counters() Counters {
 	return c
 }
 
+// Connected reports whether the agent's NATS connection is up.
+func (a *Agent) Connected() bool { return a.nc.IsConnected() }
+
+// Pending returns the number of received messages not yet evaluated.
+func (a *Agent) Pending() int {
+	if a.sub == nil {
+		return 0
+	}
+	n, _, err := a.sub.Pending()
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // handle processes one message. NATS calls it from one goroutine per
 // subscription, so batches are evaluated in arrival order.
 func (a *Agent) handle(m *nats.Msg) {

@@ -94,6 +94,11 @@ func (p *Publisher) Publish(ctx context.Context, scan *Scan) (PublishResult, err
 		res.Records += len(b.Records)
 		res.Bytes += len(data)
 	}
+	if p.nc.IsReconnecting() {
+		// A flush would wait for the server; the batches stay in the
+		// reconnect buffer and are sent if the connection comes back.
+		return res, fmt.Errorf("collector: scan %d buffered, not confirmed: %w", scan.Seq, nats.ErrConnectionReconnecting)
+	}
 	fctx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
 	if err := p.nc.FlushWithContext(fctx); err != nil {

@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// RescanDelay is the wait between a rescan request and the scan.
+const RescanDelay = 2 * time.Second
+
 // ScanReport is what one iteration of Run did; Err is set when the scan or
 // its publication failed.
 type ScanReport struct {
@@ -34,6 +37,14 @@ func Run(ctx context.Context, s *Scanner, p *Publisher, interval time.Duration,
 			return ctx.Err()
 		case <-ticker.C:
 		case <-rescan:
+			// Other clients, the agent among them, reconnect and
+			// resubscribe at about the same time; a scan sent at once
+			// could reach the server before their subscriptions.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(RescanDelay):
+			}
 			ticker.Reset(interval)
 		}
 	}

@@ -125,7 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// The in-process collector has its own connection, like a separate
 	// binwatch-collector would.
-	scanner, pub, svc, cnc, err := startCollector(c, opts, hostID, hostname, logger)
+	rescan := make(chan struct{}, 1)
+	scanner, pub, svc, cnc, err := startCollector(c, opts, hostID, hostname, logger, rescan)
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.Once {
 		return once(ctx, a, scanner, pub, svc, stdout)
 	}
-	rescan := make(chan struct{}, 1)
 	report := func(r collector.ScanReport) {
 		svc.Record(r)
 		if r.Err != nil {
@@ -151,7 +151,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-func startCollector(c config, opts natsconn.Options, hostID, hostname string, logger *slog.Logger) (
+// startCollector sets up the in-process collector. A reconnect of its
+// connection sends on rescan, so a full scan follows any records lost.
+func startCollector(c config, opts natsconn.Options, hostID, hostname string, logger *slog.Logger, rescan chan struct{}) (
 	*collector.Scanner, *collector.Publisher, *collector.Service, *nats.Conn, error) {
 	log := logger.With("component", "collector")
 	scanner, err := collector.NewScanner(collector.Options{ProcRoot: c.Proc, MaxFileSize: c.MaxFileSize})
@@ -164,7 +166,13 @@ func startCollector(c config, opts natsconn.Options, hostID, hostname string, lo
 			log.Warn("process skipped", "pid", pid, "error", err)
 		}
 	})
-	cnc, err := natsconn.Connect(opts, "binwatch-collector "+hostID, log, natsconn.Hooks{})
+	hooks := natsconn.Hooks{Reconnected: func() {
+		select {
+		case rescan <- struct{}{}:
+		default:
+		}
+	}}
+	cnc, err := natsconn.Connect(opts, "binwatch-collector "+hostID, log, hooks)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
