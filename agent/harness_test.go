@@ -131,15 +131,6 @@ func (p *pipeline) startAgent(threshold int) {
 	p.agent = a
 }
 
-// restartAgent closes the agent and opens a new one on the same state.
-func (p *pipeline) restartAgent(threshold int) {
-	p.t.Helper()
-	if err := p.agent.Close(); err != nil {
-		p.t.Fatalf("agent.Close: %v", err)
-	}
-	p.startAgent(threshold)
-}
-
 func connect(t *testing.T, url string) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(url)
