@@ -33,8 +33,18 @@ type EmbeddedOptions struct {
 	StoreDir string
 	// Name is the server name, unique in a cluster of leaf nodes.
 	Name string
-	Leaf LeafOptions
+	// MaxPayload is the largest message the server accepts, in bytes;
+	// 0 selects DefaultMaxPayload. nats-server rejects a value above its
+	// max_pending (64 MiB by default).
+	MaxPayload int32
+	Leaf       LeafOptions
 }
+
+// DefaultMaxPayload is the embedded server's max payload when
+// EmbeddedOptions.MaxPayload is 0. Records of a large host fit in one
+// message more often with room, but the publisher splits batches under any
+// limit.
+const DefaultMaxPayload = 8 << 20
 
 // StartEmbedded starts a nats-server in this process and waits until it
 // accepts clients. JetStream runs when StoreDir is set. The caller stops
@@ -52,14 +62,18 @@ func StartEmbedded(o EmbeddedOptions, logger *slog.Logger) (*server.Server, erro
 		// nats-server reads 0 as its default port, 4222.
 		port = server.RANDOM_PORT
 	}
+	if o.MaxPayload < 0 {
+		return nil, fmt.Errorf("invalid max payload %d: want 0 (default %d) or more bytes", o.MaxPayload, DefaultMaxPayload)
+	}
+	if o.MaxPayload == 0 {
+		o.MaxPayload = DefaultMaxPayload
+	}
 	opts := &server.Options{
 		ServerName: o.Name,
 		Host:       host,
 		Port:       port,
 		NoSigs:     true,
-		// Records of a large host fit in one message more often with room,
-		// but the publisher splits batches under any limit.
-		MaxPayload: 8 << 20,
+		MaxPayload: o.MaxPayload,
 	}
 	if o.StoreDir != "" {
 		opts.JetStream = true
