@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -39,8 +40,13 @@ func (ev *evaluation) coverageDegraded(r *binwatchv1.ProcessRecord) {
 	x := r.GetExecutable()
 	reason := x.GetCoverageReason()
 	key := []string{"path", string(x.GetPath())}
-	if x.GetRunning() != nil {
+	switch {
+	case x.GetRunning() != nil:
 		key = append([]string{"file"}, identity(x.GetRunning())...)
+	case len(x.GetPath()) == 0:
+		// Neither the file nor its path could be read, so the process is
+		// the only identity there is.
+		key = []string{"process", strconv.Itoa(int(r.GetPid())), strconv.FormatUint(r.GetStartTicks(), 10)}
 	}
 	key = append(key, reason.String())
 	id := AlertID(ev.batch.GetHostId(), binwatchv1.AlertKind_ALERT_KIND_COVERAGE_DEGRADED, key...)
@@ -49,6 +55,9 @@ func (ev *evaluation) coverageDegraded(r *binwatchv1.ProcessRecord) {
 	}
 	a := ev.newProcessAlert(id, binwatchv1.AlertKind_ALERT_KIND_COVERAGE_DEGRADED, binwatchv1.Severity_SEVERITY_MEDIUM, r)
 	a.Message = fmt.Sprintf("coverage degraded for pid %d %s: %s", r.GetPid(), a.Process.Executable, reasonText(reason))
+	if a.Process.Executable == "" {
+		a.Message = fmt.Sprintf("coverage degraded for pid %d: %s", r.GetPid(), reasonText(reason))
+	}
 	a.Detail = coverageDetail(reason)
 	if d := x.GetCoverageDetail(); d != "" {
 		a.Detail += ": " + PathText([]byte(d))
