@@ -427,3 +427,24 @@ func TestAlertID(t *testing.T) {
 		seen[id] = name
 	}
 }
+
+func TestCoverageWithoutPathKeyedByProcess(t *testing.T) {
+	e, _, _ := newEngine(t, 80)
+	denied := func(pid int32, start uint64) *binwatchv1.ProcessRecord {
+		return &binwatchv1.ProcessRecord{
+			Pid: pid, Name: "hidden", StartTicks: start, Uids: []uint32{0, 0, 0, 0},
+			Executable: &binwatchv1.Executable{
+				State:          binwatchv1.ExecutableState_EXECUTABLE_STATE_UNKNOWN,
+				Coverage:       binwatchv1.Coverage_COVERAGE_DEGRADED,
+				CoverageReason: binwatchv1.CoverageReason_COVERAGE_REASON_ACCESS_DENIED,
+			},
+		}
+	}
+	got := e.Evaluate(batch(denied(10, 100), denied(11, 200)))
+	wantAlerts(t, "two unreadable processes", got, coverage, coverage)
+	if want := "coverage degraded for pid 10: access denied"; got[0].GetMessage() != want {
+		t.Errorf("message = %q, want %q", got[0].GetMessage(), want)
+	}
+	wantAlerts(t, "the same processes again", e.Evaluate(batch(denied(10, 100), denied(11, 200))))
+	wantAlerts(t, "pid 10 reused by a new process", e.Evaluate(batch(denied(10, 300))), coverage)
+}
