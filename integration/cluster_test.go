@@ -201,8 +201,8 @@ func startHub(t *testing.T, pki *testPKI) *hub {
 }
 
 // waitForJetStream polls until every node's /healthz reports it healthy,
-// which includes being current with the JetStream meta leader, and the
-// ALERTS account's JetStream answers.
+// which includes being current with the JetStream meta leader, and until
+// the ALERTS account's JetStream API responds.
 func (h *hub) waitForJetStream(t *testing.T) {
 	t.Helper()
 	for _, n := range h.nodes {

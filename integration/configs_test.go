@@ -19,9 +19,6 @@ import (
 // the other .conf files are included by them.
 var serverConfigs = []string{"single-host.conf", "hub-1.conf", "hub-2.conf", "hub-3.conf", "leaf-host.conf"}
 
-// leafVariables are the environment variables of leaf-host.conf.
-var leafVariables = []string{"LEAF_COLLECTOR_PASSWORD", "LEAF_AGENT_PASSWORD", "HUB_LEAF_URLS"}
-
 // configEnv returns a value for every variable that the configurations
 // read, leaving out the names in skip.
 func configEnv(skip ...string) []string {

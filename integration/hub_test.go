@@ -133,6 +133,7 @@ func TestHub(t *testing.T) {
 		if err != nil {
 			t.Fatalf("siem: creating the durable consumer: %v", err)
 		}
+
 		batch, err := consumer.FetchNoWait(10)
 		if err != nil {
 			t.Fatalf("siem: fetch: %v", err)
@@ -147,6 +148,7 @@ func TestHub(t *testing.T) {
 		if err := batch.Error(); err != nil {
 			t.Errorf("siem: fetch ended with %v", err)
 		}
+
 		if !slices.Equal(subjects, []string{"integrity.disk_mismatch.hosta"}) {
 			t.Errorf("siem fetched %q, want [integrity.disk_mismatch.hosta]", subjects)
 		}
@@ -194,7 +196,7 @@ func TestHub(t *testing.T) {
 	t.Run("leaf forwards its host's alerts", func(t *testing.T) {
 		leafURL, local := startLeaf(t, h, "leaf-hosta", "hosta", "leaf-hosta")
 		h.waitForLeaf(t, "HOSTS", "leaf-hosta")
-		agent, _ := connectUser(t, leafURL, "agent", local["agent"])
+		agent, agentErrs := connectUser(t, leafURL, "agent", local["agent"])
 		js := newJetStream(t, agent)
 
 		// The hub's interest in integrity.> reaches the leaf shortly after
@@ -222,6 +224,28 @@ func TestHub(t *testing.T) {
 		if got, want := string(msg.Data), alertJSON("leaf-1", "hosta"); got != want {
 			t.Errorf("hub stream message = %s, want %s", got, want)
 		}
+
+		t.Run("local users", func(t *testing.T) {
+			records, err := agent.SubscribeSync("binwatch.process.*")
+			if err != nil {
+				t.Fatal(err)
+			}
+			flush(t, agent)
+			collector, errs := connectUser(t, leafURL, "collector", local["collector"])
+			publish(t, collector, "binwatch.process.hostb", "forged")
+			waitForViolation(t, errs, "Publish", "binwatch.process.hostb")
+			publish(t, collector, "binwatch.process.hosta", "own")
+			flush(t, collector)
+			msg, err := records.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("local agent did not receive the record: %v", err)
+			}
+			if msg.Subject != "binwatch.process.hosta" || string(msg.Data) != "own" {
+				t.Errorf("local agent received %q on %s, want \"own\" on binwatch.process.hosta", msg.Data, msg.Subject)
+			}
+			publish(t, agent, "integrity.disk_mismatch.hostb", alertJSON("forged", "hostb"))
+			waitForViolation(t, agentErrs, "Publish", "integrity.disk_mismatch.hostb")
+		})
 
 		t.Run("micro service reached from hub", func(t *testing.T) {
 			svc, err := micro.AddService(agent, micro.Config{Name: "binwatch-agent", Version: "0.0.1"})
@@ -354,7 +378,7 @@ func testNodeLoss(t *testing.T, h *hub, adminJS jetstream.JetStream) {
 
 // storedPayloadIDs reads the stream message by message, from the stream
 // leader, and counts the alerts on subject per id. It starts over while
-// the cluster does not answer.
+// the cluster does not respond.
 func storedPayloadIDs(t *testing.T, js jetstream.JetStream, subject string) map[string]int {
 	t.Helper()
 	var ids map[string]int

@@ -87,7 +87,7 @@ func (p *serverProcess) kill(t *testing.T) {
 	<-p.done
 }
 
-// stop asks the process to end with SIGTERM and kills it after 10 s.
+// stop sends SIGTERM and kills the process if it has not exited after 10 s.
 func (p *serverProcess) stop() {
 	if !p.running() {
 		return
