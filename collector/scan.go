@@ -128,10 +128,10 @@ func (s *Scanner) Scan(ctx context.Context) (*Scan, error) {
 	vis, err := s.fs.Visibility()
 	if err != nil {
 		scan.Stats.PartialVisibility = true
-		scan.Stats.VisibilityDetail = "visibility unknown: " + err.Error()
+		scan.Stats.VisibilityDetail = detailText("visibility unknown: " + err.Error())
 	} else if vis.Partial {
 		scan.Stats.PartialVisibility = true
-		scan.Stats.VisibilityDetail = vis.Detail
+		scan.Stats.VisibilityDetail = detailText(vis.Detail)
 	}
 	for _, pid := range pids {
 		if err := ctx.Err(); err != nil {
@@ -208,8 +208,8 @@ func (s *Scanner) record(pid int) (*binwatchv1.ProcessRecord, exe.Result, error)
 		return nil, exe.Result{}, err
 	}
 	rec.Executable = res.Executable
-	rec.Executable.StateDetail = validText(rec.Executable.StateDetail)
-	rec.Executable.CoverageDetail = validText(rec.Executable.CoverageDetail)
+	rec.Executable.StateDetail = detailText(rec.Executable.StateDetail)
+	rec.Executable.CoverageDetail = detailText(rec.Executable.CoverageDetail)
 	// A pid whose start time changed was reused during the scan.
 	again, err := s.fs.Stat(pid)
 	if err != nil {
@@ -241,4 +241,27 @@ func validText(s string) string {
 	}
 	q := strconv.Quote(s)
 	return q[1 : len(q)-1]
+}
+
+// maxDetailLen bounds the free-text fields state_detail, coverage_detail
+// and visibility_detail, in bytes. The agent drops a whole batch with a
+// longer one (ingest.MaxDetailLen, also 1024), and a detail that quotes a
+// path of 4096 non-UTF-8 bytes grows to about 16 KiB.
+const maxDetailLen = 1024
+
+// truncatedMark ends a detail that detailText cut.
+const truncatedMark = "... (truncated)"
+
+// detailText returns s as validText does, cut at a character boundary
+// and marked when it is longer than maxDetailLen bytes.
+func detailText(s string) string {
+	s = validText(s)
+	if len(s) <= maxDetailLen {
+		return s
+	}
+	cut := maxDetailLen - len(truncatedMark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + truncatedMark
 }
