@@ -70,13 +70,11 @@ func (in *Inspector) classify(pid int, run *unix.Stat_t, ex *binwatchv1.Executab
 			// ELOOP: a symlink loop, more than 40 nested symlinks, or a
 			// /proc magic link, which RESOLVE_NO_MAGICLINKS rejects.
 			if !in.foundSymlink(root, path, ex, "symlink at the path that loops, nests too deep or leads to a /proc magic link") {
-				setState(ex, binwatchv1.ExecutableState_EXECUTABLE_STATE_UNKNOWN,
-					fmt.Sprintf("resolving %q: %v", path, err))
+				unresolved(ex, run, path, err)
 			}
 			return nil
 		default:
-			setState(ex, binwatchv1.ExecutableState_EXECUTABLE_STATE_UNKNOWN,
-				fmt.Sprintf("resolving %q: %v", path, err))
+			unresolved(ex, run, path, err)
 			return nil
 		}
 	}
@@ -88,6 +86,22 @@ func (in *Inspector) classify(pid int, run *unix.Stat_t, ex *binwatchv1.Executab
 	setState(ex, binwatchv1.ExecutableState_EXECUTABLE_STATE_UNKNOWN,
 		fmt.Sprintf("nothing at the path, but the running image still has %d links", run.Nlink))
 	return nil
+}
+
+// unresolved sets the state of an image whose path failed to resolve for a
+// reason other than a missing entry, such as a parent directory that is a
+// symlink loop. An image with no links left is on disk nowhere, whatever
+// blocks the path, so it is unlinked. Reporting it as unknown would let a
+// deleted binary hide behind a replaced parent directory. With links left,
+// the state is unknown.
+func unresolved(ex *binwatchv1.Executable, run *unix.Stat_t, path string, err error) {
+	if run.Nlink == 0 {
+		setState(ex, binwatchv1.ExecutableState_EXECUTABLE_STATE_UNLINKED,
+			fmt.Sprintf("the path does not resolve: %v", err))
+		return
+	}
+	setState(ex, binwatchv1.ExecutableState_EXECUTABLE_STATE_UNKNOWN,
+		fmt.Sprintf("resolving %q: %v", path, err))
 }
 
 // candidatePaths lists the paths to look up, in order. The kernel appends
