@@ -245,6 +245,25 @@ func checkStats(s *binwatchv1.ScanStats) error {
 	if s.GetDurationNs() < 0 {
 		return reject(ReasonFieldRange, "stats.duration_ns", "%d, want at least 0", s.GetDurationNs())
 	}
+	// Each process is counted once per scan, so a count above the pid
+	// limit is absurd. Hashes and cache hits count up to two files per
+	// process: the running image and the file at its path.
+	counts := []struct {
+		field  string
+		n, max uint32
+	}{
+		{"stats.processes_seen", s.GetProcessesSeen(), MaxPID},
+		{"stats.kernel_threads", s.GetKernelThreads(), MaxPID},
+		{"stats.exited", s.GetExited(), MaxPID},
+		{"stats.records_oversized", s.GetRecordsOversized(), MaxPID},
+		{"stats.executables_hashed", s.GetExecutablesHashed(), 2 * MaxPID},
+		{"stats.cache_hits", s.GetCacheHits(), 2 * MaxPID},
+	}
+	for _, c := range counts {
+		if c.n > c.max {
+			return reject(ReasonFieldRange, c.field, "%d, want at most %d", c.n, c.max)
+		}
+	}
 	maps := []struct {
 		field string
 		m     map[string]uint32
@@ -256,9 +275,12 @@ func checkStats(s *binwatchv1.ScanStats) error {
 		if len(m.m) > MaxStatsKeys {
 			return reject(ReasonOversizedField, m.field, "%d entries, want at most %d", len(m.m), MaxStatsKeys)
 		}
-		for k := range m.m {
+		for k, v := range m.m {
 			if len(k) == 0 || len(k) > MaxStatsKeyLen {
 				return reject(ReasonOversizedField, m.field, "key %s, want 1 to %d bytes", quote(k), MaxStatsKeyLen)
+			}
+			if v > MaxPID {
+				return reject(ReasonFieldRange, m.field, "%d records for %s, want at most %d", v, quote(k), MaxPID)
 			}
 		}
 	}
