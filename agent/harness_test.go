@@ -104,10 +104,7 @@ func newPipeline(t *testing.T, stateDir string, threshold int) *pipeline {
 	}
 	p.startAgent(threshold)
 
-	p.scanner, err = collector.NewScanner(collector.Options{})
-	if err != nil {
-		t.Fatalf("NewScanner: %v", err)
-	}
+	p.scanner = sharedScanner(t)
 	p.scanner.OnProcessError(func(pid int, err error) { t.Errorf("scan: pid %d: %v", pid, err) })
 	p.pub, err = collector.NewPublisher(connect(t, p.url), testHost, "test host")
 	if err != nil {
@@ -129,6 +126,26 @@ func (p *pipeline) startAgent(threshold int) {
 	}
 	p.t.Cleanup(func() { a.Close() })
 	p.agent = a
+}
+
+var (
+	scannerOnce sync.Once
+	scanner     *collector.Scanner
+	scannerErr  error
+)
+
+// sharedScanner returns one scanner for all tests of the package, so
+// that its hash cache stays warm: hashing every executable of the machine
+// again for each test costs seconds under the race detector. Tests run
+// one at a time, and each sets the process error hook anew.
+func sharedScanner(t *testing.T) *collector.Scanner {
+	t.Helper()
+	scannerOnce.Do(func() { scanner, scannerErr = collector.NewScanner(collector.Options{}) })
+	if scannerErr != nil {
+		t.Fatalf("NewScanner: %v", scannerErr)
+	}
+	scanner.OnProcessError(nil)
+	return scanner
 }
 
 func connect(t *testing.T, url string) *nats.Conn {

@@ -92,10 +92,7 @@ func TestLeafDeliversAlertsRaisedWhileHubDown(t *testing.T) {
 
 	state := t.TempDir()
 	a := startTestAgent(t, leaf.ClientURL(), state, agent.Config{AlertAck: true})
-	scanner, err := collector.NewScanner(collector.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	scanner := sharedScanner(t)
 	pub, err := collector.NewPublisher(reconnectingConn(t, leaf.ClientURL()), testHost, "test")
 	if err != nil {
 		t.Fatal(err)

@@ -23,10 +23,7 @@ func TestServiceStatsThroughProtocol(t *testing.T) {
 	a := startTestAgent(t, srv.url(), t.TempDir(), agent.Config{AlertAck: true, ServiceName: "binwatch-agent", HostID: testHost})
 
 	cnc := reconnectingConn(t, srv.url())
-	scanner, err := collector.NewScanner(collector.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	scanner := sharedScanner(t)
 	pub, err := collector.NewPublisher(cnc, testHost, "test")
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -44,9 +43,10 @@ func (ev *evaluation) coverageDegraded(r *binwatchv1.ProcessRecord) {
 	case x.GetRunning() != nil:
 		key = append([]string{"file"}, identity(x.GetRunning())...)
 	case len(x.GetPath()) == 0:
-		// Neither the file nor its path could be read, so the process is
-		// the only identity there is.
-		key = []string{"process", strconv.Itoa(int(r.GetPid())), strconv.FormatUint(r.GetStartTicks(), 10)}
+		// Neither the file nor its path could be read. The process name
+		// stands in for the executable, so that the workers of one
+		// program raise one alert and different programs one each.
+		key = []string{"name", r.GetName()}
 	}
 	key = append(key, reason.String())
 	id := AlertID(ev.batch.GetHostId(), binwatchv1.AlertKind_ALERT_KIND_COVERAGE_DEGRADED, key...)

@@ -428,11 +428,11 @@ func TestAlertID(t *testing.T) {
 	}
 }
 
-func TestCoverageWithoutPathKeyedByProcess(t *testing.T) {
+func TestCoverageWithoutPathKeyedByName(t *testing.T) {
 	e, _, _ := newEngine(t, 80)
-	denied := func(pid int32, start uint64) *binwatchv1.ProcessRecord {
+	denied := func(pid int32, name string) *binwatchv1.ProcessRecord {
 		return &binwatchv1.ProcessRecord{
-			Pid: pid, Name: "hidden", StartTicks: start, Uids: []uint32{0, 0, 0, 0},
+			Pid: pid, Name: name, StartTicks: uint64(pid) * 10, Uids: []uint32{0, 0, 0, 0},
 			Executable: &binwatchv1.Executable{
 				State:          binwatchv1.ExecutableState_EXECUTABLE_STATE_UNKNOWN,
 				Coverage:       binwatchv1.Coverage_COVERAGE_DEGRADED,
@@ -440,11 +440,11 @@ func TestCoverageWithoutPathKeyedByProcess(t *testing.T) {
 			},
 		}
 	}
-	got := e.Evaluate(batch(denied(10, 100), denied(11, 200)))
-	wantAlerts(t, "two unreadable processes", got, coverage, coverage)
+	got := e.Evaluate(batch(denied(10, "sshd"), denied(11, "cron"), denied(12, "sshd")))
+	wantAlerts(t, "two unreadable programs, three processes", got, coverage, coverage)
 	if want := "coverage degraded for pid 10: access denied"; got[0].GetMessage() != want {
 		t.Errorf("message = %q, want %q", got[0].GetMessage(), want)
 	}
-	wantAlerts(t, "the same processes again", e.Evaluate(batch(denied(10, 100), denied(11, 200))))
-	wantAlerts(t, "pid 10 reused by a new process", e.Evaluate(batch(denied(10, 300))), coverage)
+	wantAlerts(t, "the same programs again", e.Evaluate(batch(denied(10, "sshd"), denied(11, "cron"))))
+	wantAlerts(t, "another unreadable program", e.Evaluate(batch(denied(13, "nginx"))), coverage)
 }
