@@ -13,7 +13,8 @@ import (
 )
 
 // startService registers the agent as a NATS micro service whose stats
-// carry the counters, and whose "counters" endpoint returns them as JSON.
+// carry the counters, and whose "counters" endpoint returns them as JSON
+// on CountersSubject.
 func (a *Agent) startService() (micro.Service, error) {
 	svc, err := micro.AddService(a.nc, micro.Config{
 		Name:        a.cfg.ServiceName,
@@ -34,12 +35,21 @@ func (a *Agent) startService() (micro.Service, error) {
 			return
 		}
 		r.Respond(data)
-	}))
+	}), micro.WithEndpointSubject(CountersSubject(a.cfg.HostID)))
 	if err != nil {
 		svc.Stop()
 		return nil, fmt.Errorf("agent: adding counters endpoint: %w", err)
 	}
 	return svc, nil
+}
+
+// CountersSubject is the subject of the agent's counters endpoint,
+// binwatch.agent.<host>.counters, so per-host permissions can allow it.
+func CountersSubject(hostID string) string {
+	if hostID == "" {
+		hostID = "_"
+	}
+	return "binwatch.agent." + hostID + ".counters"
 }
 
 // gapAlert describes lost records of one host. Its id covers the collector

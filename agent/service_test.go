@@ -69,6 +69,18 @@ func TestServiceStatsThroughProtocol(t *testing.T) {
 			r.Scan.Stats.BytesHashed, r.Scan.Stats.CacheHits)
 	}
 
+	reply, err = nc.Request(agent.CountersSubject(testHost), nil, 5*time.Second)
+	if err != nil {
+		t.Fatalf("counters request on %s: %v", agent.CountersSubject(testHost), err)
+	}
+	var direct agent.Counters
+	if err := json.Unmarshal(reply.Data, &direct); err != nil {
+		t.Fatalf("counters endpoint reply is not Counters: %v: %s", err, reply.Data)
+	}
+	if direct.Hosts[testHost] == nil || direct.Hosts[testHost].Scans != 1 {
+		t.Errorf("counters endpoint host counters = %+v, want 1 scan", direct.Hosts[testHost])
+	}
+
 	reply, err = nc.Request("$SRV.STATS.binwatch-collector", nil, 5*time.Second)
 	if err != nil {
 		t.Fatalf("collector stats request: %v", err)

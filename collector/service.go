@@ -13,6 +13,12 @@ import (
 // ServiceName is the NATS micro service name of the collector.
 const ServiceName = "binwatch-collector"
 
+// CountersSubject is the subject of the collector's counters endpoint,
+// binwatch.collector.<host>.counters, so per-host permissions can allow it.
+func CountersSubject(hostID string) string {
+	return "binwatch.collector." + hostID + ".counters"
+}
+
 // Totals are the collector's counters since start.
 type Totals struct {
 	Scans            uint64            `json:"scans"`
@@ -30,8 +36,8 @@ type Totals struct {
 }
 
 // Service serves Totals as a NATS micro service: in the stats of every
-// endpoint (so `nats service stats binwatch-collector` shows them) and as
-// JSON from the "counters" endpoint.
+// endpoint (so `nats service stats binwatch-collector --json` shows them)
+// and as JSON from the "counters" endpoint on CountersSubject.
 type Service struct {
 	mu  sync.Mutex
 	t   Totals
@@ -58,7 +64,7 @@ func StartService(nc *nats.Conn, hostID, version string) (*Service, error) {
 			return
 		}
 		r.Respond(data)
-	}))
+	}), micro.WithEndpointSubject(CountersSubject(hostID)))
 	if err != nil {
 		svc.Stop()
 		return nil, fmt.Errorf("collector: adding counters endpoint: %w", err)

@@ -20,6 +20,7 @@ import (
 	"github.com/binwatch/binwatch/agent"
 	"github.com/binwatch/binwatch/internal/natsconn"
 	"github.com/binwatch/binwatch/internal/startup"
+	"github.com/binwatch/binwatch/schema"
 )
 
 type config struct {
@@ -34,6 +35,7 @@ type config struct {
 	Collect             startup.OptionalBool `envconfig:"COLLECT"`
 	CreateStream        startup.OptionalBool `envconfig:"CREATE_STREAM"`
 	StreamReplicas      int                  `envconfig:"STREAM_REPLICAS" default:"1"`
+	Subject             string               `envconfig:"SUBJECT" default:"binwatch.process.*"`
 	AlertAck            bool                 `envconfig:"ALERT_ACK" default:"true"`
 	MaxFileSize         int64                `envconfig:"MAX_FILE_SIZE" default:"536870912"`
 	Proc                string               `envconfig:"PROC" default:"/proc"`
@@ -79,6 +81,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.SimilarityThreshold, "similarity-threshold", c.SimilarityThreshold, "binary_change fires below this ssdeep score, 1 to 99 (BINWATCH_SIMILARITY_THRESHOLD)")
 	fs.Var(&c.Collect, "collect", "run the collector in-process; default true with the embedded server (BINWATCH_COLLECT)")
 	fs.Var(&c.CreateStream, "create-stream", "create or update the INTEGRITY stream at start; default true with the embedded server, unless it is a leaf node (BINWATCH_CREATE_STREAM)")
+	fs.StringVar(&c.Subject, "subject", c.Subject, "subject to read records from; binwatch.process.<host> where permissions allow only one host (BINWATCH_SUBJECT)")
 	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of the INTEGRITY stream when created, 1 to 5 (BINWATCH_STREAM_REPLICAS)")
 	fs.BoolVar(&c.AlertAck, "alert-ack", c.AlertAck, "wait for a JetStream acknowledgement of each alert and retry until it arrives; false publishes on core NATS only (BINWATCH_ALERT_ACK)")
 	fs.Int64Var(&c.MaxFileSize, "max-file-size", c.MaxFileSize, "largest executable hashed by the in-process collector, in bytes (BINWATCH_MAX_FILE_SIZE)")
@@ -108,6 +111,11 @@ func validate(c config) error {
 	}
 	if c.MaxFileSize < 1 {
 		return startup.Usagef("--max-file-size (BINWATCH_MAX_FILE_SIZE) is %d, want at least 1 byte", c.MaxFileSize)
+	}
+	if c.Subject != schema.ProcessSubjectAll {
+		if _, err := schema.HostFromProcessSubject(c.Subject); err != nil {
+			return startup.Usagef("--subject (BINWATCH_SUBJECT) is %q, want %s or %s<host>", c.Subject, schema.ProcessSubjectAll, schema.ProcessSubjectPrefix)
+		}
 	}
 	if c.StateDir == "" {
 		return startup.Usagef("--state-dir (BINWATCH_STATE_DIR) is empty, want a directory")

@@ -26,6 +26,7 @@ func TestInvalidSettingsExitTwo(t *testing.T) {
 		{"log format", []string{"--log-format", "xml"}, nil, "want text or json"},
 		{"leaf with url", []string{"--nats-url", "nats://127.0.0.1:1", "--leaf-url", "nats-leaf://127.0.0.1:2"}, nil, "--leaf-url needs the embedded server"},
 		{"cert without key", []string{"--nats-cert", "c.pem"}, nil, "must be set together"},
+		{"subject of two tokens", []string{"--subject", "binwatch.process.a.b"}, nil, "--subject"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
 		{"bad listen", []string{"--listen", "nope", "--state-dir", "STATE"}, nil, "invalid listen address"},
 	}

@@ -102,6 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	a, err := agent.New(nc, agent.Config{
 		StateDir:            c.StateDir,
+		Subject:             c.Subject,
 		SimilarityThreshold: c.SimilarityThreshold,
 		AlertAck:            c.AlertAck,
 		ServiceName:         "binwatch-agent",
