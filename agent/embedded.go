@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -91,11 +92,21 @@ func StartEmbedded(o EmbeddedOptions, logger *slog.Logger) (*server.Server, erro
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded nats-server: %w", err)
 	}
-	s.SetLoggerV2(&serverLog{logger: logger.With("component", "nats-server")}, false, false, false)
+	log := &serverLog{logger: logger.With("component", "nats-server")}
+	s.SetLoggerV2(log, false, false, false)
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server on %s did not become ready within 10s (is the port in use?)", o.Listen)
+	// A failed listen is only logged by the server, as a fatal error, so
+	// the wait for readiness also watches the log.
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.ReadyForConnections(100 * time.Millisecond) {
+		if msg := log.fatal.Load(); msg != nil {
+			s.Shutdown()
+			return nil, fmt.Errorf("embedded nats-server on %s failed: %s", o.Listen, *msg)
+		}
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return nil, fmt.Errorf("embedded nats-server on %s did not become ready within 10s", o.Listen)
+		}
 	}
 	return s, nil
 }
@@ -128,12 +139,20 @@ func leafRemote(l LeafOptions) (*server.RemoteLeafOpts, error) {
 	return r, nil
 }
 
-// serverLog passes nats-server's log lines to slog.
-type serverLog struct{ logger *slog.Logger }
+// serverLog passes nats-server's log lines to slog and keeps the first
+// fatal one.
+type serverLog struct {
+	logger *slog.Logger
+	fatal  atomic.Pointer[string]
+}
 
 func (l *serverLog) Noticef(format string, v ...any) { l.logger.Info(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Warnf(format string, v ...any)   { l.logger.Warn(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Errorf(format string, v ...any)  { l.logger.Error(fmt.Sprintf(format, v...)) }
-func (l *serverLog) Fatalf(format string, v ...any)  { l.logger.Error(fmt.Sprintf(format, v...)) }
-func (l *serverLog) Debugf(format string, v ...any)  { l.logger.Debug(fmt.Sprintf(format, v...)) }
-func (l *serverLog) Tracef(format string, v ...any)  {}
+func (l *serverLog) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.fatal.CompareAndSwap(nil, &msg)
+	l.logger.Error(msg)
+}
+func (l *serverLog) Debugf(format string, v ...any) { l.logger.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Tracef(format string, v ...any) {}
