@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/binwatch/binwatch/schema"
 )
 
 // LeafOptions make the embedded server a leaf node of a hub.
@@ -39,6 +41,49 @@ type EmbeddedOptions struct {
 	// max_pending (64 MiB by default).
 	MaxPayload int32
 	Leaf       LeafOptions
+	// InternalUser and InternalPassword, when set, turn on authorization:
+	// that user (the agent and the in-process collector) may do anything,
+	// and every other client connects as an anonymous user that may only
+	// watch alerts, read the INTEGRITY stream and query the micro services.
+	// Without them any local user could publish records or delete the
+	// stream. Empty leaves the server open, for tests.
+	InternalUser, InternalPassword string
+	// AnonymousRecordsHost, when set with InternalPassword, also lets
+	// anonymous clients publish that host's records, so that a separate
+	// binwatch-collector without credentials can feed the agent.
+	AnonymousRecordsHost string
+}
+
+// AnonymousUser is the user that clients without credentials become on an
+// embedded server with authorization.
+const AnonymousUser = "anonymous"
+
+// anonymousPermissions allow watching and reading alerts and the micro
+// services, and nothing that changes the stream or feeds the agent.
+func anonymousPermissions(recordsHost string) *server.Permissions {
+	publish := []string{
+		"$SRV.>",
+		"binwatch.agent.*.counters", "binwatch.collector.*.counters",
+		"$JS.API.INFO",
+		"$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+		"$JS.API.STREAM.INFO." + StreamName,
+		"$JS.API.STREAM.MSG.GET." + StreamName,
+		"$JS.API.DIRECT.GET." + StreamName, "$JS.API.DIRECT.GET." + StreamName + ".>",
+		"$JS.API.CONSUMER.CREATE." + StreamName, "$JS.API.CONSUMER.CREATE." + StreamName + ".>",
+		"$JS.API.CONSUMER.DURABLE.CREATE." + StreamName + ".>",
+		"$JS.API.CONSUMER.INFO." + StreamName + ".>",
+		"$JS.API.CONSUMER.NAMES." + StreamName, "$JS.API.CONSUMER.LIST." + StreamName,
+		"$JS.API.CONSUMER.MSG.NEXT." + StreamName + ".>",
+		"$JS.API.CONSUMER.DELETE." + StreamName + ".>",
+		"$JS.ACK." + StreamName + ".>", "$JS.FC." + StreamName + ".>",
+	}
+	if recordsHost != "" {
+		publish = append(publish, schema.ProcessSubject(recordsHost))
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: publish},
+		Subscribe: &server.SubjectPermission{Allow: []string{schema.AlertSubjectAll, "_INBOX.>"}},
+	}
 }
 
 // DefaultMaxPayload is the embedded server's max payload when
@@ -75,6 +120,13 @@ func StartEmbedded(o EmbeddedOptions, logger *slog.Logger) (*server.Server, erro
 		Port:       port,
 		NoSigs:     true,
 		MaxPayload: o.MaxPayload,
+	}
+	if o.InternalPassword != "" {
+		opts.Users = []*server.User{
+			{Username: o.InternalUser, Password: o.InternalPassword},
+			{Username: AnonymousUser, Permissions: anonymousPermissions(o.AnonymousRecordsHost)},
+		}
+		opts.NoAuthUser = AnonymousUser
 	}
 	if o.StoreDir != "" {
 		opts.JetStream = true

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -57,7 +60,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		createStream = c.CreateStream.Value
 	}
 	url := c.NATS.URL
+	opts := c.NATS
 	if embedded {
+		// The agent and the in-process collector log in with a password
+		// made for this run; everyone else is anonymous and may only
+		// watch alerts.
+		password, err := randomPassword()
+		if err != nil {
+			return err
+		}
+		opts = natsconn.Options{User: "binwatch", Password: password}
+		recordsHost := ""
+		if !collect {
+			recordsHost = hostID
+			logger.Warn("any local user may publish records for this host to the embedded server; use a nats-server with users (server-config/single-host.conf) to prevent that", "subject", schema.ProcessSubject(hostID))
+		}
 		storeDir := filepath.Join(c.StateDir, "jetstream")
 		if c.Leaf.URL != "" {
 			// A leaf node forwards alerts to the hub's stream; a local
@@ -66,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		srv, err := agent.StartEmbedded(agent.EmbeddedOptions{
 			Listen: c.Listen, StoreDir: storeDir, Name: "binwatch-" + hostID, Leaf: c.Leaf,
+			InternalUser: opts.User, InternalPassword: opts.Password, AnonymousRecordsHost: recordsHost,
 		}, logger)
 		if err != nil {
 			return err
@@ -76,10 +94,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			logger.Info("embedded nats-server stopped")
 		}()
 		url = srv.ClientURL()
+		if !isLoopback(c.Listen) {
+			logger.Warn("the embedded server listens beyond this host: anyone who can reach it may read alerts without credentials", "listen", c.Listen)
+		}
 		logger.Info("embedded nats-server started", "url", url, "jetstream", storeDir != "", "leaf", natsconn.Redact(c.Leaf.URL))
 	}
 
-	opts := c.NATS
 	opts.URL = url
 	nc, err := natsconn.Connect(opts, "binwatch-agent "+hostID, logger, natsconn.Hooks{})
 	if err != nil {
@@ -230,4 +250,27 @@ func onceWithoutCollector(ctx context.Context, a *agent.Agent, stdout io.Writer)
 	c := a.Counters()
 	fmt.Fprintf(stdout, "batches received: %d\nrecords received: %d\nalerts: %v\n", c.BatchesReceived, c.RecordsReceived, c.Alerts)
 	return nil
+}
+
+// randomPassword returns 32 hex digits from the system's random source.
+func randomPassword() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generating the embedded server password: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// isLoopback reports whether listen, host:port, binds only loopback
+// addresses. An empty host or 0.0.0.0 binds every interface.
+func isLoopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
