@@ -254,15 +254,24 @@ func (a *Agent) handle(m *nats.Msg) {
 		return
 	}
 	host := batch.HostId
-	g, completed, stale := a.gaps.observe(batch)
-	if stale {
+	g, completed, duplicate, reset := a.gaps.observe(batch)
+	if duplicate {
 		a.count.updateHost(host, func(h *HostCounters) { h.Drops++ })
-		a.count.update(func(c *Counters) { c.Dropped["stale"]++ })
-		if a.limit.Allow("stale:" + host) {
-			a.log.Warn("dropped stale or repeated batch", "host", host, "scan", batch.ScanSeq,
+		a.count.update(func(c *Counters) { c.Dropped["duplicate"]++ })
+		if a.limit.Allow("duplicate:" + host) {
+			a.log.Warn("dropped repeated batch", "host", host, "scan", batch.ScanSeq,
 				"batch", batch.BatchIndex, "collector", batch.CollectorId)
 		}
 		return
+	}
+	if reset {
+		// Evaluated like any batch: the rules are idempotent, and dropping
+		// would let one forged sequence number blind the agent.
+		a.count.updateHost(host, func(h *HostCounters) { h.SequenceResets++ })
+		if a.limit.Allow("reset:" + host) {
+			a.log.Warn("scan sequence went back; a batch was replayed or forged", "host", host,
+				"scan", batch.ScanSeq, "collector", batch.CollectorId)
+		}
 	}
 	a.count.update(func(c *Counters) {
 		c.BatchesReceived++
@@ -349,8 +358,11 @@ func (a *Agent) enqueue(al *binwatchv1.IntegrityAlert) {
 func (a *Agent) markDone(k scanKey) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.done) > 4*maxCountedHosts {
-		clear(a.done)
+	if len(a.done) >= 4*maxCountedHosts {
+		for k := range a.done {
+			delete(a.done, k)
+			break
+		}
 	}
 	a.done[k] = true
 	close(a.progress)

@@ -34,6 +34,7 @@ type HostCounters struct {
 	Gaps            uint64            `json:"gaps"`
 	MissingBatches  uint64            `json:"missing_batches"`
 	RecordsOversize uint64            `json:"records_oversized"`
+	SequenceResets  uint64            `json:"sequence_resets"`
 }
 
 type counters struct {

@@ -45,9 +45,12 @@ type gapTracker struct {
 func newGapTracker() *gapTracker { return &gapTracker{hosts: map[string]*scanProgress{}} }
 
 // observe records b and returns a gap when b shows that batches were lost,
-// and whether b completes its scan. A batch of an older scan than the
-// newest seen, or a repeated batch, returns stale.
-func (t *gapTracker) observe(b *binwatchv1.ProcessBatch) (g *gap, completed, stale bool) {
+// and whether b completes its scan. A repeated batch of the current scan
+// returns duplicate. A batch of an older scan than the newest seen returns
+// reset: the collector's sequence went back, which only a forged or
+// replayed batch can cause, so tracking starts over from b rather than
+// ignoring the collector's later batches for good.
+func (t *gapTracker) observe(b *binwatchv1.ProcessBatch) (g *gap, completed, duplicate, reset bool) {
 	p := t.hosts[b.HostId]
 	if p == nil || p.collectorID != b.CollectorId {
 		// A new collector instance starts its own sequence. What the old
@@ -56,21 +59,23 @@ func (t *gapTracker) observe(b *binwatchv1.ProcessBatch) (g *gap, completed, sta
 			g = &gap{collectorID: p.collectorID, fromSeq: p.seq, toSeq: p.seq,
 				missingBatches: uint64(p.count) - uint64(len(p.seen))}
 		}
-		p = t.start(b)
-		if len(t.hosts) > maxCountedHosts {
-			clear(t.hosts)
+		if p == nil && len(t.hosts) >= maxCountedHosts {
+			t.evictOne()
 		}
+		p = t.start(b)
 		t.hosts[b.HostId] = p
-		return g, t.mark(p, b), false
+		return g, t.mark(p, b), false, false
 	}
 	switch {
 	case b.ScanSeq < p.seq:
-		return nil, false, true
+		p = t.start(b)
+		t.hosts[b.HostId] = p
+		return nil, t.mark(p, b), false, true
 	case b.ScanSeq == p.seq:
 		if p.seen[b.BatchIndex] || b.BatchCount != p.count {
-			return nil, false, true
+			return nil, false, true, false
 		}
-		return nil, t.mark(p, b), false
+		return nil, t.mark(p, b), false, false
 	}
 	// A newer scan: what the previous one lacks, and any scans skipped
 	// in between, are lost.
@@ -86,7 +91,17 @@ func (t *gapTracker) observe(b *binwatchv1.ProcessBatch) (g *gap, completed, sta
 	}
 	p = t.start(b)
 	t.hosts[b.HostId] = p
-	return g, t.mark(p, b), false
+	return g, t.mark(p, b), false, false
+}
+
+// evictOne forgets one host, chosen at random by map iteration, so that a
+// flood of made-up host ids costs the real hosts one entry at a time
+// instead of all their state at once.
+func (t *gapTracker) evictOne() {
+	for host := range t.hosts {
+		delete(t.hosts, host)
+		return
+	}
 }
 
 func (t *gapTracker) start(b *binwatchv1.ProcessBatch) *scanProgress {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/binwatch/binwatch/schema/binwatchv1"
@@ -15,7 +16,8 @@ func TestGapTracker(t *testing.T) {
 		b         *binwatchv1.ProcessBatch
 		gap       bool
 		completed bool
-		stale     bool
+		duplicate bool
+		reset     bool
 		// For a gap: missing whole scans and batches.
 		scans, batches uint64
 	}
@@ -41,17 +43,23 @@ func TestGapTracker(t *testing.T) {
 			{b: batch("c1", 1, 0, 3)},
 			{b: batch("c1", 3, 0, 1), completed: true, gap: true, batches: 2, scans: 1},
 		}},
-		{"repeated batch is stale", []step{
+		{"repeated batch is a duplicate", []step{
 			{b: batch("c1", 1, 0, 2)},
-			{b: batch("c1", 1, 0, 2), stale: true},
+			{b: batch("c1", 1, 0, 2), duplicate: true},
 		}},
-		{"older scan is stale", []step{
+		{"older scan resets", []step{
 			{b: batch("c1", 5, 0, 1), completed: true},
-			{b: batch("c1", 4, 0, 1), stale: true},
+			{b: batch("c1", 4, 0, 1), completed: true, reset: true},
 		}},
-		{"changed batch count is stale", []step{
+		{"forged huge sequence does not lock the collector out", []step{
+			{b: batch("c1", 3, 0, 1), completed: true},
+			{b: batch("c1", 1<<63, 0, 1), completed: true, gap: true, scans: 1<<63 - 4},
+			{b: batch("c1", 4, 0, 1), completed: true, reset: true},
+			{b: batch("c1", 5, 0, 1), completed: true},
+		}},
+		{"changed batch count is a duplicate", []step{
 			{b: batch("c1", 1, 0, 2)},
-			{b: batch("c1", 1, 1, 3), stale: true},
+			{b: batch("c1", 1, 1, 3), duplicate: true},
 		}},
 		{"collector restart is no gap", []step{
 			{b: batch("c1", 9, 0, 1), completed: true},
@@ -66,17 +74,42 @@ func TestGapTracker(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := newGapTracker()
 			for i, s := range tc.steps {
-				g, completed, stale := tr.observe(s.b)
+				g, completed, duplicate, reset := tr.observe(s.b)
 				if (g != nil) != s.gap {
 					t.Fatalf("step %d: gap = %v, want gap %v", i, g, s.gap)
 				}
-				if completed != s.completed || stale != s.stale {
-					t.Errorf("step %d: completed, stale = %v, %v, want %v, %v", i, completed, stale, s.completed, s.stale)
+				if completed != s.completed || duplicate != s.duplicate || reset != s.reset {
+					t.Errorf("step %d: completed, duplicate, reset = %v, %v, %v, want %v, %v, %v",
+						i, completed, duplicate, reset, s.completed, s.duplicate, s.reset)
 				}
 				if g != nil && (g.missingScans != s.scans || g.missingBatches != s.batches) {
 					t.Errorf("step %d: gap %s, want %d scans and %d batches missing", i, g, s.scans, s.batches)
 				}
 			}
 		})
+	}
+}
+
+func TestGapTrackerFloodEvictsOneHost(t *testing.T) {
+	tr := newGapTracker()
+	real := batch("c1", 1, 0, 2)
+	real.HostId = "real"
+	tr.observe(real)
+	for i := 0; i < maxCountedHosts+100; i++ {
+		b := batch("x", 1, 0, 1)
+		b.HostId = fmt.Sprintf("fake-%d", i)
+		tr.observe(b)
+	}
+	if len(tr.hosts) > maxCountedHosts {
+		t.Fatalf("tracker holds %d hosts, want at most %d", len(tr.hosts), maxCountedHosts)
+	}
+	// Most floods leave the real host's progress; when it survives, its
+	// half-received scan still completes without a false gap.
+	if _, ok := tr.hosts["real"]; ok {
+		rest := batch("c1", 1, 1, 2)
+		rest.HostId = "real"
+		if g, completed, _, _ := tr.observe(rest); g != nil || !completed {
+			t.Errorf("after the flood: gap %v, completed %v, want no gap and completed", g, completed)
+		}
 	}
 }
