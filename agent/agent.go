@@ -27,6 +27,12 @@ import (
 // Version is reported by the micro service.
 var Version = "0.1.0"
 
+// saveInterval is the shortest time between two saves of the baselines.
+const saveInterval = 5 * time.Second
+
+// maxAlertLinesPerMinute bounds the alert lines logged per host.
+const maxAlertLinesPerMinute = 100
+
 // Defaults for Config fields left at zero.
 const (
 	DefaultSimilarityThreshold = 80
@@ -73,6 +79,10 @@ type Agent struct {
 	count  *counters
 	gaps   *gapTracker
 	limit  *lograte.Limiter
+	// alertLog bounds the log lines of alerts per host; every alert is
+	// still published and counted.
+	alertLog *alertLogBudget
+	lastSave time.Time
 
 	mu       sync.Mutex
 	done     map[scanKey]bool // completed scans, for WaitScan
@@ -136,6 +146,7 @@ func New(nc *nats.Conn, cfg Config, logger *slog.Logger) (*Agent, error) {
 		cfg: cfg, nc: nc, js: js, log: logger, store: store, engine: engine,
 		outbox: ob, count: newCounters(), gaps: newGapTracker(),
 		limit: lograte.New(time.Minute), done: map[scanKey]bool{},
+		alertLog: newAlertLogBudget(logger, maxAlertLinesPerMinute),
 		progress: make(chan struct{}), wake: make(chan struct{}, 1),
 	}, nil
 }
@@ -296,9 +307,13 @@ func (a *Agent) handle(m *nats.Msg) {
 	for _, al := range alerts {
 		a.enqueue(al)
 	}
-	if len(alerts) > 0 || completed {
+	if (len(alerts) > 0 || completed) && time.Since(a.lastSave) >= saveInterval {
+		// Saving rewrites the whole file, so it is done at most once per
+		// saveInterval and at Close. Alerts are safe in the outbox already;
+		// a crash in between can only repeat an alert, with the same id.
+		a.lastSave = time.Now()
 		if err := a.store.Save(); err != nil && a.limit.Allow("save") {
-			a.log.Error("saving baselines failed", "error", err)
+			a.log.Error("saving baselines failed", "path", a.store.Path(), "error", err)
 		}
 	}
 	if completed {
@@ -328,8 +343,10 @@ func (a *Agent) enqueue(al *binwatchv1.IntegrityAlert) {
 	kind := schema.KindToken(al.Kind)
 	a.count.update(func(c *Counters) { c.Alerts[kind]++ })
 	a.count.updateHost(al.GetHost().GetId(), func(h *HostCounters) { h.Alerts[kind]++ })
-	a.log.Warn("integrity alert", "kind", kind, "host", al.GetHost().GetId(), "id", al.Id,
-		"pid", al.GetProcess().GetPid(), "executable", al.GetProcess().GetExecutable(), "message", al.Message)
+	if a.alertLog.allow(al.GetHost().GetId()) {
+		a.log.Warn("integrity alert", "kind", kind, "host", al.GetHost().GetId(), "id", al.Id,
+			"pid", al.GetProcess().GetPid(), "executable", al.GetProcess().GetExecutable(), "message", al.Message)
+	}
 	evicted, err := a.outbox.add(al)
 	if err != nil {
 		// The alert is still published from memory below, but would not

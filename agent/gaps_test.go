@@ -2,7 +2,10 @@ package agent
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
@@ -111,5 +114,25 @@ func TestGapTrackerFloodEvictsOneHost(t *testing.T) {
 		if g, completed, _, _ := tr.observe(rest); g != nil || !completed {
 			t.Errorf("after the flood: gap %v, completed %v, want no gap and completed", g, completed)
 		}
+	}
+}
+
+func TestAlertLogBudget(t *testing.T) {
+	b := newAlertLogBudget(slog.New(slog.NewTextHandler(io.Discard, nil)), 3)
+	allowed := 0
+	for i := 0; i < 10; i++ {
+		if b.allow("h") {
+			allowed++
+		}
+	}
+	if allowed != 3 {
+		t.Errorf("allowed %d of 10 lines, want 3", allowed)
+	}
+	if !b.allow("other") {
+		t.Error("another host's first line was held back")
+	}
+	b.hosts["h"].start = b.hosts["h"].start.Add(-time.Minute)
+	if !b.allow("h") {
+		t.Error("first line of a new minute was held back")
 	}
 }

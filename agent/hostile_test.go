@@ -1110,6 +1110,10 @@ func TestHostileMessagesDropped(t *testing.T) {
 	if got := a.Counters().RecordsReceived; got != 1 {
 		t.Errorf("records received after a valid batch = %d, want 1", got)
 	}
+	// Saves are spaced out while the agent runs; Close saves for sure.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if n := savedBaselines(t, p.stateDir); n != 1 {
 		t.Errorf("%d baselines saved after a valid batch of one record, want 1", n)
 	}
