@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/binwatch/binwatch/internal/natsconn"
 	"github.com/binwatch/binwatch/schema"
 )
 
@@ -166,7 +167,7 @@ func StartEmbedded(o EmbeddedOptions, logger *slog.Logger) (*server.Server, erro
 func leafRemote(l LeafOptions) (*server.RemoteLeafOpts, error) {
 	u, err := url.Parse(l.URL)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("invalid --leaf-url %q: want nats-leaf://host:port or tls://host:port", l.URL)
+		return nil, fmt.Errorf("invalid --leaf-url %q: want nats-leaf://host:port or tls://host:port", natsconn.Redact(l.URL))
 	}
 	if l.User != "" {
 		u.User = url.UserPassword(l.User, l.Password)

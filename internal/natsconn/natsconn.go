@@ -101,7 +101,9 @@ func Connect(o Options, name string, logger *slog.Logger, hooks Hooks, extra ...
 	opts = append(opts, extra...)
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to NATS at %s: %w", Redact(o.URL), err)
+		// nats.go's error may quote the URL, password included.
+		msg := strings.ReplaceAll(err.Error(), o.URL, Redact(o.URL))
+		return nil, fmt.Errorf("connecting to NATS at %s: %s", Redact(o.URL), msg)
 	}
 	return nc, nil
 }
@@ -112,7 +114,19 @@ func Redact(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
 		u, err := url.Parse(strings.TrimSpace(p))
-		if err != nil || u.User == nil {
+		if err != nil {
+			// Unparsable: hide everything between the scheme and the last
+			// '@', where a password would be.
+			if at := strings.LastIndex(p, "@"); at >= 0 {
+				start := strings.Index(p, "://") + len("://")
+				if start < len("://") || start > at {
+					start = 0
+				}
+				parts[i] = p[:start] + "xxxxx" + p[at:]
+			}
+			continue
+		}
+		if u.User == nil {
 			continue
 		}
 		if _, ok := u.User.Password(); ok {

@@ -19,6 +19,8 @@ func TestRedact(t *testing.T) {
 		{"nats://a:s1@h1:4222,nats://b:s2@h2:4222", "nats://a:xxxxx@h1:4222,nats://b:xxxxx@h2:4222"},
 		{"nats://token@127.0.0.1:4222", "nats://token@127.0.0.1:4222"},
 		{"", ""},
+		{"nats://u:Pw%zzSecret@127.0.0.1:1", "nats://xxxxx@127.0.0.1:1"},
+		{"nats-leaf://leafuser:S3cret@", "nats-leaf://leafuser:xxxxx@"},
 	}
 	for _, tc := range tests {
 		if got := Redact(tc.in); got != tc.want {
@@ -46,13 +48,15 @@ func TestValidate(t *testing.T) {
 
 func TestConnectErrorHidesPassword(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	_, err := Connect(Options{URL: "nats://alice:topsecret@127.0.0.1:1"}, "test", logger, Hooks{},
-		nats.RetryOnFailedConnect(false), nats.Timeout(time.Second))
-	if err == nil {
-		t.Fatal("Connect to a closed port = nil error, want one")
-	}
-	if strings.Contains(err.Error(), "topsecret") {
-		t.Errorf("error %q contains the password", err)
+	for _, url := range []string{"nats://alice:topsecret@127.0.0.1:1", "nats://alice:top%zzsecret@127.0.0.1:1"} {
+		_, err := Connect(Options{URL: url}, "test", logger, Hooks{},
+			nats.RetryOnFailedConnect(false), nats.Timeout(time.Second))
+		if err == nil {
+			t.Fatalf("Connect(%q) = nil error, want one", url)
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("error %q contains the password", err)
+		}
 	}
 }
 

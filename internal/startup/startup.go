@@ -4,6 +4,7 @@
 package startup
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/binwatch/binwatch/schema"
 )
@@ -94,3 +96,19 @@ func (b *OptionalBool) IsBoolFlag() bool { return true }
 
 // Decode implements envconfig.Decoder.
 func (b *OptionalBool) Decode(s string) error { return b.Set(s) }
+
+// StopGrace is how long a binary may take to stop after a signal before
+// it exits anyway. A scan blocked in the kernel (a hung FUSE or NFS mount)
+// cannot be interrupted otherwise.
+const StopGrace = 15 * time.Second
+
+// ExitAfterGrace exits the process with status 1 when ctx has been done
+// for StopGrace and the process is still running.
+func ExitAfterGrace(ctx context.Context, name string) {
+	go func() {
+		<-ctx.Done()
+		time.Sleep(StopGrace)
+		fmt.Fprintf(os.Stderr, "%s: did not stop within %s of the signal; exiting\n", name, StopGrace)
+		os.Exit(1)
+	}()
+}

@@ -10,8 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -44,6 +47,7 @@ type config struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	startup.ExitAfterGrace(ctx, "binwatch-agent")
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -119,6 +123,18 @@ func validate(c config) error {
 	}
 	if c.StateDir == "" {
 		return startup.Usagef("--state-dir (BINWATCH_STATE_DIR) is empty, want a directory")
+	}
+	if c.NATS.URL == "" {
+		if _, port, err := net.SplitHostPort(c.Listen); err != nil {
+			return startup.Usagef("--listen (BINWATCH_LISTEN) is %q, want host:port", c.Listen)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return startup.Usagef("--listen (BINWATCH_LISTEN) is %q, want a port from 0 to 65535", c.Listen)
+		}
+	}
+	if c.Leaf.URL != "" {
+		if u, err := url.Parse(c.Leaf.URL); err != nil || u.Host == "" {
+			return startup.Usagef("--leaf-url (BINWATCH_LEAF_URL) is %q, want nats-leaf://host:port or tls://host:port", natsconn.Redact(c.Leaf.URL))
+		}
 	}
 	if c.NATS.URL != "" && c.Leaf.URL != "" {
 		return startup.Usagef("--leaf-url needs the embedded server, but --nats-url is set to %s", natsconn.Redact(c.NATS.URL))

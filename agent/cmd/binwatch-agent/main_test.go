@@ -28,7 +28,9 @@ func TestInvalidSettingsExitTwo(t *testing.T) {
 		{"cert without key", []string{"--nats-cert", "c.pem"}, nil, "must be set together"},
 		{"subject of two tokens", []string{"--subject", "binwatch.process.a.b"}, nil, "--subject"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
-		{"bad listen", []string{"--listen", "nope", "--state-dir", "STATE"}, nil, "invalid listen address"},
+		{"bad listen", []string{"--listen", "nope"}, nil, "want host:port"},
+		{"listen port too large", []string{"--listen", "127.0.0.1:99999"}, nil, "0 to 65535"},
+		{"leaf url without host", []string{"--leaf-url", "nats-leaf://user:S3cret@"}, nil, "--leaf-url"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +51,10 @@ func TestInvalidSettingsExitTwo(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("run(%q) = %v, want a message containing %q", args, err, tc.want)
 			}
-			if tc.name != "bad listen" && startup.ExitCode(err) != 2 {
+			if strings.Contains(err.Error(), "S3cret") {
+				t.Errorf("error %q shows the password", err)
+			}
+			if startup.ExitCode(err) != 2 {
 				t.Errorf("exit code = %d, want 2", startup.ExitCode(err))
 			}
 		})
