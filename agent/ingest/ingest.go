@@ -1,9 +1,10 @@
 // Package ingest decodes and validates the ProcessBatch messages that
 // collectors publish on binwatch.process.<host>. Every message is
-// untrusted, so Decode accepts a batch only when it decodes completely and
-// every field is plausible. The rules never see a message of another type
-// that happens to decode, a batch published for another host, or absurd
-// values.
+// untrusted, so DecodeBatch accepts a batch only when it decodes
+// completely and its batch-level fields are plausible, and then removes
+// each record that a real collector could not have produced. The rules
+// never see a message of another type that happens to decode, a batch
+// published for another host, or absurd values.
 package ingest
 
 import (
@@ -19,7 +20,8 @@ import (
 	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
 
-// ErrInvalid is wrapped by every error that Decode and Validate return.
+// ErrInvalid is wrapped by every error that Decode, DecodeBatch and
+// Validate return, and by every RecordError.
 var ErrInvalid = errors.New("invalid batch")
 
 // Reason labels for counting dropped messages. Reason returns one of them.
@@ -95,38 +97,110 @@ func quote(s string) string {
 	return strconv.Quote(s[:maxQuotedValue]) + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
-// Decode parses and validates one message received on subject with the
-// given headers (nats.Header has the same type). It returns the batch, or
-// an *Error wrapping ErrInvalid. Header names match case-insensitively.
-// A Binwatch-Message or Content-Type header, when present, must name a
-// ProcessBatch in protobuf encoding. A message without them is judged by
-// its content alone.
+// Result is a batch that DecodeBatch accepted.
+type Result struct {
+	// Batch is the decoded batch without the rejected records. The other
+	// records keep their order.
+	Batch *binwatchv1.ProcessBatch
+	// Rejected lists the records removed from Batch, in their order in
+	// the message.
+	Rejected []RecordError
+}
+
+// RecordError is the rejection of one record of an accepted batch.
+type RecordError struct {
+	// Index is the record's position in the message as received.
+	Index int
+	// PID is the record's pid as received, which may be the invalid
+	// value.
+	PID int32
+	// Err is an *Error wrapping ErrInvalid, so Reason(Err) returns its
+	// label.
+	Err error
+}
+
+func (e RecordError) Error() string { return fmt.Sprintf("pid %d: %v", e.PID, e.Err) }
+
+// Unwrap returns e.Err, so that errors.Is(e, ErrInvalid) and Reason(e)
+// work on a RecordError too.
+func (e RecordError) Unwrap() error { return e.Err }
+
+// DecodeBatch parses and validates one message received on subject with
+// the given headers (nats.Header has the same type). The message as a
+// whole must be a plausible batch of the subject's host: right headers, a
+// payload of at most MaxBatchBytes, no fields unknown to the schema,
+// plausible scan, batch and stats fields, and at most MaxRecords records.
+// Otherwise DecodeBatch returns an *Error wrapping ErrInvalid. Then each
+// record is checked on its own: an invalid one is removed from the batch
+// and listed in Result.Rejected, so that one odd process cannot hide the
+// others of its host. A batch may be accepted with no record left, and it
+// still counts for the scan's sequence.
+//
+// Header names match case-insensitively. A Binwatch-Message or
+// Content-Type header, when present, must name a ProcessBatch in protobuf
+// encoding. A message without them is judged by its content alone.
+func DecodeBatch(subject string, header map[string][]string, data []byte) (Result, error) {
+	return decodeBatchAt(subject, header, data, time.Now())
+}
+
+// Decode is DecodeBatch for callers that take a batch only whole: it
+// returns the error of the first invalid record instead of removing it,
+// so every batch that it returns passes Validate. Fuzz tests and
+// benchmarks use it as the strictest form of decoding.
 func Decode(subject string, header map[string][]string, data []byte) (*binwatchv1.ProcessBatch, error) {
 	return decodeAt(subject, header, data, time.Now())
 }
 
 func decodeAt(subject string, header map[string][]string, data []byte, now time.Time) (*binwatchv1.ProcessBatch, error) {
-	host, err := schema.HostFromProcessSubject(subject)
+	res, err := decodeBatchAt(subject, header, data, now)
 	if err != nil {
-		return nil, reject(ReasonSubject, "", "subject %s is not %s<host token>", quote(subject), schema.ProcessSubjectPrefix)
-	}
-	if err := checkHeaders(header); err != nil {
 		return nil, err
 	}
+	if len(res.Rejected) > 0 {
+		return nil, res.Rejected[0].Err
+	}
+	return res.Batch, nil
+}
+
+func decodeBatchAt(subject string, header map[string][]string, data []byte, now time.Time) (Result, error) {
+	host, err := schema.HostFromProcessSubject(subject)
+	if err != nil {
+		return Result{}, reject(ReasonSubject, "", "subject %s is not %s<host token>", quote(subject), schema.ProcessSubjectPrefix)
+	}
+	if err := checkHeaders(header); err != nil {
+		return Result{}, err
+	}
 	if len(data) == 0 {
-		return nil, reject(ReasonEmpty, "", "empty payload")
+		return Result{}, reject(ReasonEmpty, "", "empty payload")
 	}
 	if len(data) > MaxBatchBytes {
-		return nil, reject(ReasonOversized, "", "payload of %d bytes, want at most %d", len(data), MaxBatchBytes)
+		return Result{}, reject(ReasonOversized, "", "payload of %d bytes, want at most %d", len(data), MaxBatchBytes)
 	}
 	b := new(binwatchv1.ProcessBatch)
 	if err := proto.Unmarshal(data, b); err != nil {
-		return nil, reject(ReasonDecode, "", "not a binwatch.v1.ProcessBatch: %s", quote(err.Error()))
+		return Result{}, reject(ReasonDecode, "", "not a binwatch.v1.ProcessBatch: %s", quote(err.Error()))
 	}
-	if err := validateAt(b, host, now); err != nil {
-		return nil, err
+	if err := validateBatch(b, host, now); err != nil {
+		return Result{}, err
 	}
-	return b, nil
+	return Result{Batch: b, Rejected: removeInvalidRecords(b)}, nil
+}
+
+// removeInvalidRecords removes the records of b that fail checkRecord and
+// returns their rejections. It reuses the records slice.
+func removeInvalidRecords(b *binwatchv1.ProcessBatch) []RecordError {
+	var rejected []RecordError
+	kept := b.Records[:0]
+	for i, r := range b.Records {
+		if err := checkRecord(r, recordField{i}); err != nil {
+			rejected = append(rejected, RecordError{Index: i, PID: r.GetPid(), Err: err})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(b.Records[len(kept):])
+	b.Records = kept
+	return rejected
 }
 
 func checkHeaders(header map[string][]string) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -127,13 +128,20 @@ func TestDecodeHeaderCaseInsensitive(t *testing.T) {
 	}
 }
 
-func TestDecodeRejects(t *testing.T) {
-	tests := []struct {
-		name   string
-		mutate func(b *binwatchv1.ProcessBatch)
-		reason string
-		field  string
-	}{
+// rejectCase is a change that makes validBatch invalid, with the reason
+// and field of the rejection. A field that starts with "records[" makes
+// only that record invalid.
+type rejectCase struct {
+	name   string
+	mutate func(b *binwatchv1.ProcessBatch)
+	reason string
+	field  string
+}
+
+func (c rejectCase) recordLevel() bool { return strings.HasPrefix(c.field, "records[") }
+
+func rejectCases() []rejectCase {
+	return []rejectCase{
 		{"host id other host", func(b *binwatchv1.ProcessBatch) { b.HostId = "db-01" }, ReasonHostMismatch, "host_id"},
 		{"host id invalid token", func(b *binwatchv1.ProcessBatch) { b.HostId = "web.01" }, ReasonHostMismatch, "host_id"},
 		{"host id empty", func(b *binwatchv1.ProcessBatch) { b.HostId = "" }, ReasonHostMismatch, "host_id"},
@@ -168,14 +176,11 @@ func TestDecodeRejects(t *testing.T) {
 		{"pid above limit", func(b *binwatchv1.ProcessBatch) { b.Records[1].Pid = MaxPID + 1 }, ReasonFieldRange, "records[1].pid"},
 		{"ppid negative", func(b *binwatchv1.ProcessBatch) { b.Records[0].Ppid = -1 }, ReasonFieldRange, "records[0].ppid"},
 		{"name too long", func(b *binwatchv1.ProcessBatch) { b.Records[0].Name = strings.Repeat("n", MaxNameLen+1) }, ReasonOversizedField, "records[0].name"},
-		{"too many args", func(b *binwatchv1.ProcessBatch) { b.Records[0].Argv = make([][]byte, MaxArgs+1) }, ReasonOversizedField, "records[0].argv"},
-		{"argv too many bytes", func(b *binwatchv1.ProcessBatch) {
-			b.Records[0].Argv = [][]byte{make([]byte, MaxArgvBytes/2), make([]byte, MaxArgvBytes/2+1)}
-		}, ReasonOversizedField, "records[0].argv"},
 		{"five uids", func(b *binwatchv1.ProcessBatch) { b.Records[0].Uids = []uint32{0, 0, 0, 0, 0} }, ReasonOversizedField, "records[0].uids"},
-		{"start time after scan", func(b *binwatchv1.ProcessBatch) {
-			b.Records[0].StartTime = timestamppb.New(testNow.Add(MaxClockSkew + time.Minute))
-		}, ReasonFieldRange, "records[0].start_time"},
+		{"start time invalid nanos", func(b *binwatchv1.ProcessBatch) { b.Records[0].StartTime.Nanos = 1e9 }, ReasonFieldRange, "records[0].start_time"},
+		{"start time after year 9999", func(b *binwatchv1.ProcessBatch) {
+			b.Records[3].StartTime = &timestamppb.Timestamp{Seconds: 253402300800}
+		}, ReasonFieldRange, "records[3].start_time"},
 		{"executable missing", func(b *binwatchv1.ProcessBatch) { b.Records[2].Executable = nil }, ReasonMissingField, "records[2].executable"},
 		{"path too long", func(b *binwatchv1.ProcessBatch) {
 			b.Records[0].Executable.Path = bytes.Repeat([]byte("p"), MaxPathLen+1)
@@ -245,9 +250,13 @@ func TestDecodeRejects(t *testing.T) {
 		{"ssdeep with file name", func(b *binwatchv1.ProcessBatch) {
 			b.Records[0].Executable.Running.Ssdeep = `3:uG:uG,"/tmp/x3"`
 		}, ReasonDigestShape, "records[0].executable.running.ssdeep"},
-		{"size huge", func(b *binwatchv1.ProcessBatch) { b.Records[0].Executable.Running.Size = MaxFileSize + 1 }, ReasonFieldRange, "records[0].executable.running.size"},
+		{"size above int64", func(b *binwatchv1.ProcessBatch) { b.Records[0].Executable.Running.Size = MaxFileSize + 1 }, ReasonFieldRange, "records[0].executable.running.size"},
+		{"on disk size above int64", func(b *binwatchv1.ProcessBatch) { b.Records[1].Executable.OnDisk.Size = math.MaxUint64 }, ReasonFieldRange, "records[1].executable.on_disk.size"},
 	}
-	for _, tt := range tests {
+}
+
+func TestDecodeRejects(t *testing.T) {
+	for _, tt := range rejectCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			b := validBatch()
 			tt.mutate(b)

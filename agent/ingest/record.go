@@ -3,7 +3,6 @@ package ingest
 import (
 	"bytes"
 	"fmt"
-	"time"
 
 	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
@@ -16,34 +15,29 @@ func (f recordField) name(field string) string {
 	return fmt.Sprintf("records[%d].%s", f.i, field)
 }
 
-func checkRecord(r *binwatchv1.ProcessRecord, f recordField, scanTime time.Time) error {
+// checkRecord checks one record on its own. It accepts every value that a
+// real process and the collector can produce, because a local user
+// controls much of a record.
+func checkRecord(r *binwatchv1.ProcessRecord, f recordField) error {
 	if pid := r.GetPid(); pid < 1 || pid > MaxPID {
 		return reject(ReasonFieldRange, f.name("pid"), "%d, want 1 to %d", pid, MaxPID)
 	}
 	if ppid := r.GetPpid(); ppid < 0 || ppid > MaxPID {
 		return reject(ReasonFieldRange, f.name("ppid"), "%d, want 0 to %d", ppid, MaxPID)
 	}
-
 	if n := len(r.GetName()); n > MaxNameLen {
 		return reject(ReasonOversizedField, f.name("name"), "%d bytes, want at most %d", n, MaxNameLen)
 	}
-	if n := len(r.GetArgv()); n > MaxArgs {
-		return reject(ReasonOversizedField, f.name("argv"), "%d arguments, want at most %d", n, MaxArgs)
-	}
-	total := 0
-	for _, a := range r.GetArgv() {
-		total += len(a)
-	}
-	if total > MaxArgvBytes {
-		return reject(ReasonOversizedField, f.name("argv"), "%d bytes, want at most %d", total, MaxArgvBytes)
-	}
-
 	if n := len(r.GetUids()); n > MaxUIDs {
 		return reject(ReasonOversizedField, f.name("uids"), "%d uids, want at most %d", n, MaxUIDs)
 	}
+	// The collector derives start_time from the boot time that it read at
+	// start, so a clock step since then moves start_time by as much, even
+	// past scan_time. Only a timestamp that cannot be encoded in an alert
+	// is rejected.
 	if ts := r.GetStartTime(); ts != nil {
-		if err := checkTime(ts, f.name("start_time"), time.Unix(0, 0), scanTime.Add(MaxClockSkew)); err != nil {
-			return err
+		if err := ts.CheckValid(); err != nil {
+			return reject(ReasonFieldRange, f.name("start_time"), "invalid timestamp: %s", quote(err.Error()))
 		}
 	}
 
@@ -178,5 +172,8 @@ func checkFileHash(h *binwatchv1.FileHash, f recordField, prefix string) error {
 	if size := h.GetSize(); size > MaxFileSize {
 		return reject(ReasonFieldRange, f.name(prefix+".size"), "%d, want at most %d", size, uint64(MaxFileSize))
 	}
+	// Device, inode, link count and times are not checked: any value is
+	// possible, and mtime and ctime are negative for files dated before
+	// 1970.
 	return nil
 }

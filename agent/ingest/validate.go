@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -11,8 +12,11 @@ import (
 	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
 
-// Bounds of a plausible batch. A collector must stay within them. They are
-// set well above what a real host produces, so only absurd values fail.
+// Bounds of a plausible batch. The batch-level bounds are set well above
+// what a real host produces, so only absurd values fail. The record-level
+// bounds are the largest values that the kernel or the collector can
+// produce, because a local user controls much of a record (the name, the
+// command line, the executable file) and an invalid record is dropped.
 const (
 	// MaxBatchBytes is 64 MiB, nats-server's default max_pending, which
 	// max_payload may not exceed (nats-server v2.15.3). A real batch stays
@@ -27,20 +31,19 @@ const (
 	// MaxPathLen is PATH_MAX: readlink of /proc/<pid>/exe, " (deleted)"
 	// suffix included, never returns more.
 	MaxPathLen = 4096
-	// MaxNameLen bounds the process name. The kernel's comm has at most
-	// 15 bytes.
-	MaxNameLen = 64
+	// MaxNameLen bounds the process name, in bytes. The kernel prints at
+	// most 63 bytes of name in /proc/<pid>/stat: 15 for a user process
+	// (TASK_COMM_LEN is 16 with the NUL), more only for kernel threads,
+	// which the collector skips. The collector escapes a name that is not
+	// valid UTF-8 byte by byte, and an escape such as \xff takes 4 bytes.
+	MaxNameLen = 4 * 63
 	// MaxHostnameLen is the longest DNS name.
 	MaxHostnameLen = 255
-	// MaxArgs bounds the number of command-line arguments in a record.
-	MaxArgs = 8192
-	// MaxArgvBytes bounds the sum of a record's argument lengths.
-	MaxArgvBytes = 256 << 10
 	// MaxUIDs is the number of uids in a record: real, effective, saved
 	// and filesystem.
 	MaxUIDs = 4
 	// MaxDetailLen bounds free-text fields: state_detail, coverage_detail
-	// and visibility_detail.
+	// and visibility_detail. The collector cuts longer ones.
 	MaxDetailLen = 1024
 	// MaxBootIDLen bounds boot_id. The kernel's boot id is a 36-byte UUID.
 	MaxBootIDLen = 64
@@ -50,25 +53,48 @@ const (
 	MaxStatsKeys = 64
 	// MaxStatsKeyLen bounds the keys of the maps in ScanStats.
 	MaxStatsKeyLen = 64
-	// MaxFileSize bounds the size of an executable file: 1 TiB.
-	MaxFileSize = 1 << 40
+	// MaxFileSize bounds the size of an executable file. It is the
+	// kernel's largest file size, MAX_LFS_FILESIZE on 64-bit systems,
+	// because st_size is a signed 64-bit number. A sparse file reaches it
+	// without using disk space.
+	MaxFileSize = math.MaxInt64
 	// MinScanTimeUnix is the earliest plausible scan_time,
 	// 2000-01-01T00:00:00Z, in seconds since the Unix epoch. A host whose
 	// clock has not been set since boot reports 1970 and is rejected.
 	MinScanTimeUnix = 946684800
-	// MaxClockSkew is how far scan_time and process start times may lie in
-	// the future of the agent's clock.
+	// MaxClockSkew is how far scan_time may lie in the future of the
+	// agent's clock.
 	MaxClockSkew = 24 * time.Hour
 )
 
+// A record's command line has no bound of its own beyond MaxBatchBytes:
+// the collector's options set how much of it is kept, and a process with
+// CAP_SYS_RESOURCE can point its command line at any of its memory
+// (prctl PR_SET_MM).
+
 // Validate checks that b is a plausible batch from the host with token
-// host, as Decode does after decoding. It returns an *Error wrapping
-// ErrInvalid, or nil.
+// host, as Decode does after decoding: the batch and every record must
+// pass. It returns an *Error wrapping ErrInvalid, or nil.
 func Validate(b *binwatchv1.ProcessBatch, host string) error {
 	return validateAt(b, host, time.Now())
 }
 
 func validateAt(b *binwatchv1.ProcessBatch, host string, now time.Time) error {
+	if err := validateBatch(b, host, now); err != nil {
+		return err
+	}
+	for i, r := range b.GetRecords() {
+		if err := checkRecord(r, recordField{i}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateBatch checks everything in b but the content of its records:
+// the host, the scan and batch fields, the stats, the number of records
+// and fields unknown to the schema anywhere in b.
+func validateBatch(b *binwatchv1.ProcessBatch, host string, now time.Time) error {
 	if b == nil {
 		return reject(ReasonMissingField, "", "nil batch")
 	}
@@ -92,12 +118,6 @@ func validateAt(b *binwatchv1.ProcessBatch, host string, now time.Time) error {
 	}
 	if n := len(b.GetRecords()); n > MaxRecords {
 		return reject(ReasonOversizedField, "records", "%d records, want at most %d", n, MaxRecords)
-	}
-	scanTime := b.GetScanTime().AsTime()
-	for i, r := range b.GetRecords() {
-		if err := checkRecord(r, recordField{i}, scanTime); err != nil {
-			return err
-		}
 	}
 	return nil
 }
