@@ -17,16 +17,18 @@ import (
 	"github.com/binwatch/binwatch/schema"
 )
 
-// LeafOptions make the embedded server a leaf node of a hub.
+// LeafOptions make the embedded server a leaf node of a hub. The agent
+// embeds them as a field named Leaf, so envconfig reads BINWATCH_LEAF_URL
+// and so on.
 type LeafOptions struct {
 	// URL is the hub's leafnode URL, e.g. nats-leaf://hub:7422.
-	URL      string `envconfig:"LEAF_URL"`
-	User     string `envconfig:"LEAF_USER"`
-	Password string `envconfig:"LEAF_PASSWORD"`
-	Creds    string `envconfig:"LEAF_CREDS"`
-	CA       string `envconfig:"LEAF_CA"`
-	Cert     string `envconfig:"LEAF_CERT"`
-	Key      string `envconfig:"LEAF_KEY"`
+	URL      string `envconfig:"URL"`
+	User     string `envconfig:"USER"`
+	Password string `envconfig:"PASSWORD"`
+	Creds    string `envconfig:"CREDS"`
+	CA       string `envconfig:"CA"`
+	Cert     string `envconfig:"CERT"`
+	Key      string `envconfig:"KEY"`
 }
 
 // EmbeddedOptions configure the agent's own nats-server.

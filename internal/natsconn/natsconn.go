@@ -12,15 +12,17 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Options are the client settings both binaries accept.
+// Options are the client settings both binaries accept. The binaries
+// embed them as a field named NATS, so envconfig reads BINWATCH_NATS_URL
+// and so on: it puts the field name before each tag.
 type Options struct {
-	URL      string `envconfig:"NATS_URL"`
-	User     string `envconfig:"NATS_USER"`
-	Password string `envconfig:"NATS_PASSWORD"`
-	Creds    string `envconfig:"NATS_CREDS"`
-	CA       string `envconfig:"NATS_CA"`
-	Cert     string `envconfig:"NATS_CERT"`
-	Key      string `envconfig:"NATS_KEY"`
+	URL      string `envconfig:"URL"`
+	User     string `envconfig:"USER"`
+	Password string `envconfig:"PASSWORD"`
+	Creds    string `envconfig:"CREDS"`
+	CA       string `envconfig:"CA"`
+	Cert     string `envconfig:"CERT"`
+	Key      string `envconfig:"KEY"`
 }
 
 // Validate reports settings that cannot work together.

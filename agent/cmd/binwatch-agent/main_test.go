@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +78,49 @@ func TestOncePrintsSummary(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "agent stopped") {
 		t.Errorf("log lacks the stop line:\n%s", stderr.String())
+	}
+}
+
+func TestEnvironmentVariablesNameSettings(t *testing.T) {
+	env := map[string]string{
+		"BINWATCH_NATS_URL":      "nats://127.0.0.1:4222",
+		"BINWATCH_NATS_USER":     "agent-a",
+		"BINWATCH_NATS_PASSWORD": "pw",
+		"BINWATCH_NATS_CA":       "/etc/ca.pem",
+		"BINWATCH_LEAF_USER":     "leaf-a",
+		"BINWATCH_LEAF_PASSWORD": "leafpw",
+		"BINWATCH_LEAF_CREDS":    "/etc/leaf.creds",
+		"BINWATCH_HOST_ID":       "host-a",
+		"BINWATCH_INTERVAL":      "45s",
+		"BINWATCH_SUBJECT":       "binwatch.process.host-a",
+		"BINWATCH_ALERT_ACK":     "false",
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	c, err := parseConfig(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{
+		"BINWATCH_NATS_URL":      c.NATS.URL,
+		"BINWATCH_NATS_USER":     c.NATS.User,
+		"BINWATCH_NATS_PASSWORD": c.NATS.Password,
+		"BINWATCH_NATS_CA":       c.NATS.CA,
+		"BINWATCH_LEAF_USER":     c.Leaf.User,
+		"BINWATCH_LEAF_PASSWORD": c.Leaf.Password,
+		"BINWATCH_LEAF_CREDS":    c.Leaf.Creds,
+		"BINWATCH_HOST_ID":       c.HostID,
+		"BINWATCH_INTERVAL":      c.Interval.String(),
+		"BINWATCH_SUBJECT":       c.Subject,
+		"BINWATCH_ALERT_ACK":     strconv.FormatBool(c.AlertAck),
+	}
+	for k, want := range env {
+		if k == "BINWATCH_INTERVAL" {
+			want = "45s"
+		}
+		if got[k] != want {
+			t.Errorf("%s=%q: setting = %q, want %q", k, want, got[k], want)
+		}
 	}
 }

@@ -98,3 +98,17 @@ func TestOncePublishesScan(t *testing.T) {
 		t.Errorf("%s header = %q, want %q", schema.HeaderMessageType, got, schema.MessageTypeProcessBatch)
 	}
 }
+
+func TestEnvironmentVariablesNameSettings(t *testing.T) {
+	t.Setenv("BINWATCH_NATS_URL", "nats://127.0.0.1:4231")
+	t.Setenv("BINWATCH_NATS_USER", "collector")
+	t.Setenv("BINWATCH_NATS_PASSWORD", "pw")
+	t.Setenv("BINWATCH_MAX_FILE_SIZE", "1024")
+	c, err := parseConfig(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.URL != "nats://127.0.0.1:4231" || c.NATS.User != "collector" || c.NATS.Password != "pw" || c.MaxFileSize != 1024 {
+		t.Errorf("settings from the environment = %+v, want the URL, user, password and size set", c)
+	}
+}
