@@ -84,9 +84,10 @@ type Agent struct {
 	alertLog *alertLogBudget
 	lastSave time.Time
 
-	mu       sync.Mutex
-	done     map[scanKey]bool // completed scans, for WaitScan
-	progress chan struct{}    // closed and replaced when a scan completes
+	mu         sync.Mutex
+	done       map[scanKey]bool // completed scans, for WaitScan
+	rejections map[string]bool  // reported rejected-record kinds
+	progress   chan struct{}    // closed and replaced when a scan completes
 
 	sub     *nats.Subscription
 	svc     micro.Service
@@ -145,7 +146,7 @@ func New(nc *nats.Conn, cfg Config, logger *slog.Logger) (*Agent, error) {
 	return &Agent{
 		cfg: cfg, nc: nc, js: js, log: logger, store: store, engine: engine,
 		outbox: ob, count: newCounters(), gaps: newGapTracker(),
-		limit: lograte.New(time.Minute), done: map[scanKey]bool{},
+		limit: lograte.New(time.Minute), done: map[scanKey]bool{}, rejections: map[string]bool{},
 		alertLog: newAlertLogBudget(logger, maxAlertLinesPerMinute),
 		progress: make(chan struct{}), wake: make(chan struct{}, 1),
 	}, nil
@@ -254,7 +255,7 @@ func (a *Agent) Pending() int {
 // handle processes one message. NATS calls it from one goroutine per
 // subscription, so batches are evaluated in arrival order.
 func (a *Agent) handle(m *nats.Msg) {
-	batch, err := ingest.Decode(m.Subject, m.Header, m.Data)
+	res, err := ingest.DecodeBatch(m.Subject, m.Header, m.Data)
 	if err != nil {
 		reason := ingest.Reason(err)
 		a.count.update(func(c *Counters) { c.Dropped[reason]++ })
@@ -264,7 +265,14 @@ func (a *Agent) handle(m *nats.Msg) {
 		}
 		return
 	}
+	batch := res.Batch
 	host := batch.HostId
+	// Rejected records are counted and reported even in a batch that
+	// turns out to be a repeat, so that none goes unnoticed.
+	rejectionAlerts := a.rejectedRecords(batch, res.Rejected)
+	for _, al := range rejectionAlerts {
+		a.enqueue(al)
+	}
 	g, completed, duplicate, reset := a.gaps.observe(batch)
 	if duplicate {
 		a.count.updateHost(host, func(h *HostCounters) { h.Drops++ })

@@ -35,6 +35,7 @@ type HostCounters struct {
 	MissingBatches  uint64            `json:"missing_batches"`
 	RecordsOversize uint64            `json:"records_oversized"`
 	SequenceResets  uint64            `json:"sequence_resets"`
+	RecordsRejected uint64            `json:"records_rejected"`
 }
 
 type counters struct {

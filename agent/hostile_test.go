@@ -901,6 +901,9 @@ type hostileMessage struct {
 	times int
 	// reasons lists the drop reasons accepted for it.
 	reasons []string
+	// record marks a fault in a record: the record is dropped alone,
+	// counted as "record_<reason>", and the rest of the batch is kept.
+	record bool
 }
 
 func TestHostileMessagesDropped(t *testing.T) {
@@ -980,9 +983,9 @@ func TestHostileMessagesDropped(t *testing.T) {
 			data: mutated(func(*binwatchv1.ProcessBatch) {})},
 		{name: "subject token with a bad byte", subject: schema.ProcessSubjectPrefix + "test%host", header: batchHeader,
 			reasons: []string{ingest.ReasonSubject}, data: mutated(func(*binwatchv1.ProcessBatch) {})},
-		{name: "pid -1", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonFieldRange},
+		{name: "pid -1", record: true, subject: subject, header: batchHeader, reasons: []string{ingest.ReasonFieldRange},
 			data: mutated(func(b *binwatchv1.ProcessBatch) { firstRecord(b).Pid = -1 })},
-		{name: "pid -1 for another host", subject: other, header: batchHeader, reasons: []string{ingest.ReasonFieldRange},
+		{name: "pid -1 for another host", record: true, subject: other, header: batchHeader, reasons: []string{ingest.ReasonFieldRange},
 			data: mutated(func(b *binwatchv1.ProcessBatch) { b.HostId = "otherhost"; firstRecord(b).Pid = -1 })},
 		{name: "10^9 batches claimed", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonFieldRange},
 			data: mutated(func(b *binwatchv1.ProcessBatch) { b.BatchCount = 1e9 })},
@@ -990,23 +993,23 @@ func TestHostileMessagesDropped(t *testing.T) {
 			data: mutated(func(b *binwatchv1.ProcessBatch) { b.Stats.ProcessesSeen = 1e9 })},
 		{name: "batch_index equal to batch_count", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonFieldRange},
 			data: mutated(func(b *binwatchv1.ProcessBatch) { b.BatchIndex = b.BatchCount })},
-		{name: "8 KiB path", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonOversizedField},
+		{name: "8 KiB path", record: true, subject: subject, header: batchHeader, reasons: []string{ingest.ReasonOversizedField},
 			data: mutated(func(b *binwatchv1.ProcessBatch) {
 				firstRecord(b).Executable.Path = []byte("/" + strings.Repeat("p", 8<<10))
 			})},
-		{name: "10 KiB name", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonOversizedField},
+		{name: "10 KiB name", record: true, subject: subject, header: batchHeader, reasons: []string{ingest.ReasonOversizedField},
 			data: mutated(func(b *binwatchv1.ProcessBatch) { firstRecord(b).Name = strings.Repeat("n", 10<<10) })},
-		{name: "upper-case sha256", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonDigestShape},
+		{name: "upper-case sha256", record: true, subject: subject, header: batchHeader, reasons: []string{ingest.ReasonDigestShape},
 			data: mutated(func(b *binwatchv1.ProcessBatch) {
 				h := firstRecord(b).Executable.Running
 				h.Sha256 = strings.ToUpper(h.Sha256)
 			})},
-		{name: "sha256 of 63 digits", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonDigestShape},
+		{name: "sha256 of 63 digits", record: true, subject: subject, header: batchHeader, reasons: []string{ingest.ReasonDigestShape},
 			data: mutated(func(b *binwatchv1.ProcessBatch) {
 				h := firstRecord(b).Executable.Running
 				h.Sha256 = h.Sha256[:63]
 			})},
-		{name: "ssdeep part of 200 characters", subject: subject, header: batchHeader, reasons: []string{ingest.ReasonDigestShape},
+		{name: "ssdeep part of 200 characters", record: true, subject: subject, header: batchHeader, reasons: []string{ingest.ReasonDigestShape},
 			data: mutated(func(b *binwatchv1.ProcessBatch) {
 				firstRecord(b).Executable.Running.Ssdeep = "3:" + strings.Repeat("A", 200) + ":B"
 			})},
@@ -1018,6 +1021,10 @@ func TestHostileMessagesDropped(t *testing.T) {
 	nc := connect(t, p.url)
 	want := map[string]uint64{}
 	ambiguous := map[string]uint64{} // sent with more than one accepted reason
+	// Batches whose only fault is in a record are accepted without it; all
+	// share one scan and batch number, so on each subject all but the
+	// first are repeats.
+	recordMessages := map[string]uint64{}
 	for _, m := range messages {
 		times := max(m.times, 1)
 		for range times {
@@ -1026,7 +1033,10 @@ func TestHostileMessagesDropped(t *testing.T) {
 				t.Fatalf("%s: %v", m.name, err)
 			}
 		}
-		if len(m.reasons) == 1 {
+		if m.record {
+			want["record_"+m.reasons[0]] += uint64(times)
+			recordMessages[m.subject] += uint64(times)
+		} else if len(m.reasons) == 1 {
 			want[m.reasons[0]] += uint64(times)
 		} else {
 			ambiguous[strings.Join(m.reasons, "|")] += uint64(times)
@@ -1045,6 +1055,9 @@ func TestHostileMessagesDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	for _, n := range recordMessages {
+		want["duplicate"] += n - 1
+	}
 	c := a.Counters()
 	got := c.Dropped
 	for reasons, n := range ambiguous {
@@ -1065,20 +1078,38 @@ func TestHostileMessagesDropped(t *testing.T) {
 	for _, n := range got {
 		total += n
 	}
-	for _, m := range messages {
-		wantTotal += uint64(max(m.times, 1))
+	for _, n := range want {
+		wantTotal += n
+	}
+	for _, n := range ambiguous {
+		wantTotal += n
 	}
 	if total != wantTotal {
 		t.Errorf("%d messages dropped in all, want %d: %v", total, wantTotal, got)
 	}
-	if c.BatchesReceived != 1 || c.RecordsReceived != 0 {
-		t.Errorf("batches, records received = %d, %d; want 1, 0 (the empty batch of synchost)", c.BatchesReceived, c.RecordsReceived)
+	wantBatches := uint64(1 + len(recordMessages)) // synchost's, and the first of each subject
+	if c.BatchesReceived != wantBatches || c.RecordsReceived != 0 {
+		t.Errorf("batches, records received = %d, %d; want %d, 0 (the empty batch of synchost and the emptied ones)",
+			c.BatchesReceived, c.RecordsReceived, wantBatches)
 	}
 	if err := a.WaitDelivered(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(p.alertsWhere(func(*binwatchv1.IntegrityAlert) bool { return true })); n != 0 || len(c.Alerts) != 0 {
-		t.Errorf("%d alerts received, %v raised; want none", n, c.Alerts)
+	// Rejected records raise telemetry_gap, one per host, reason and
+	// field, and nothing else is raised.
+	others := p.alertsWhere(func(a *binwatchv1.IntegrityAlert) bool {
+		return a.Kind != binwatchv1.AlertKind_ALERT_KIND_TELEMETRY_GAP
+	})
+	if len(others) != 0 {
+		t.Errorf("alerts other than telemetry_gap: %v", others)
+	}
+	gaps := p.alertsWhere(func(a *binwatchv1.IntegrityAlert) bool {
+		return a.Kind == binwatchv1.AlertKind_ALERT_KIND_TELEMETRY_GAP
+	})
+	// testhost: pid, path, name, sha256 (twice, one field), ssdeep;
+	// otherhost: pid.
+	if len(gaps) != 6 {
+		t.Errorf("%d telemetry_gap alerts for rejected records, want 6: %v", len(gaps), gaps)
 	}
 	if n := savedBaselines(t, p.stateDir); n != 0 {
 		t.Errorf("%d baselines saved after hostile messages, want 0", n)
@@ -1091,20 +1122,24 @@ func TestHostileMessagesDropped(t *testing.T) {
 		lines[m[1]]++
 	}
 	for reason := range got {
+		if strings.HasPrefix(reason, "record_") || reason == "duplicate" {
+			continue // logged with their own messages
+		}
 		if lines[reason] != 1 {
 			t.Errorf("%d log lines for %d drops with reason %s, want 1", lines[reason], got[reason], reason)
 		}
 	}
-	if len(lines) != len(got) {
-		t.Errorf("drop log lines by reason = %v, want one for each of %v", lines, got)
+	recordLines := regexp.MustCompile(`msg="dropped invalid record"`).FindAllString(logs.String(), -1)
+	if len(recordLines) == 0 || uint64(len(recordLines)) >= got["record_field_range"]+got["record_oversized_field"]+got["record_digest_shape"] {
+		t.Errorf("%d log lines for rejected records, want some, and fewer than the records", len(recordLines))
 	}
 
 	// The agent still accepts a valid batch, and its record sets a
 	// baseline.
-	if _, err := p.pub.Publish(context.Background(), scanOf(1, rec)); err != nil {
+	if _, err := p.pub.Publish(context.Background(), scanOf(2, rec)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.WaitScan(ctx, testHost, p.pub.CollectorID(), 1); err != nil {
+	if err := a.WaitScan(ctx, testHost, p.pub.CollectorID(), 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := a.Counters().RecordsReceived; got != 1 {
