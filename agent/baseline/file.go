@@ -8,13 +8,18 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 )
 
-// formatVersion is the version of the state file's JSON format. Open
+// formatVersion is the version of the state file's JSON format that Save
+// writes. Open also reads version 1, whose alert ids have no host, and
 // rejects any other version.
-const formatVersion = 1
+const (
+	formatVersion   = 2
+	formatVersionV1 = 1
+)
 
 // stateFile is the JSON form of the state file. Paths are raw bytes,
 // which encoding/json writes as base64, so any path round-trips exactly.
@@ -33,7 +38,10 @@ type baselineEntry struct {
 	LastSeen  time.Time `json:"last_seen"`
 }
 
+// alertEntry is a raised alert id. Host is empty in version 1 and for ids
+// loaded from version 1 that no host marked again since.
 type alertEntry struct {
+	Host     string    `json:"host,omitempty"`
 	ID       string    `json:"id"`
 	LastSeen time.Time `json:"last_seen"`
 }
@@ -42,7 +50,7 @@ type alertEntry struct {
 // A file that cannot be parsed is left in place, and Open returns an error
 // that wraps ErrCorrupt and names the path. The directory is created with
 // mode 0700 when missing. Entries older than MaxAge are pruned, and the
-// least recently seen past MaxEntries are evicted.
+// least recently seen past MaxEntriesPerHost and MaxEntries are evicted.
 func Open(path string, o Options) (*Store, error) {
 	opts, err := o.withDefaults()
 	if err != nil {
@@ -54,8 +62,8 @@ func Open(path string, o Options) (*Store, error) {
 	s := &Store{
 		path:      path,
 		opts:      opts,
-		baselines: newTable[Entry](),
-		alerts:    newTable[struct{}](),
+		baselines: newTable[Entry](opts.MaxEntriesPerHost, opts.MaxEntries),
+		alerts:    newTable[struct{}](opts.MaxEntriesPerHost, opts.MaxEntries),
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("baseline: open %s: %w", path, err)
@@ -88,8 +96,8 @@ func (s *Store) load(data []byte) error {
 	if dec.More() {
 		return errors.New("data after the JSON object")
 	}
-	if f.Version != formatVersion {
-		return fmt.Errorf("format version %d, want %d", f.Version, formatVersion)
+	if f.Version != formatVersion && f.Version != formatVersionV1 {
+		return fmt.Errorf("format version %d, want %d or %d", f.Version, formatVersionV1, formatVersion)
 	}
 	for i, b := range f.Baselines {
 		if b.SHA256 == "" || b.LastSeen.IsZero() || b.FirstSeen.IsZero() {
@@ -100,17 +108,21 @@ func (s *Store) load(data []byte) error {
 			return fmt.Errorf("baselines[%d]: duplicate host %q and path %q", i, b.Host, b.Path)
 		}
 		e := Entry{SHA256: b.SHA256, SSDeep: b.SSDeep, FirstSeen: b.FirstSeen.UTC(), LastSeen: b.LastSeen.UTC()}
-		it := s.baselines.put(k, e, e.LastSeen)
+		it := s.baselines.insert(b.Host, k, e, e.LastSeen)
 		it.saved = e.LastSeen
 	}
 	for i, a := range f.Alerts {
 		if a.ID == "" || a.LastSeen.IsZero() {
 			return fmt.Errorf("alerts[%d]: missing id or last_seen", i)
 		}
-		if _, ok := s.alerts.get(a.ID); ok {
-			return fmt.Errorf("alerts[%d]: duplicate id %q", i, a.ID)
+		if f.Version == formatVersionV1 && a.Host != "" {
+			return fmt.Errorf("alerts[%d]: host %q in format version %d, which has no alert hosts", i, a.Host, formatVersionV1)
 		}
-		it := s.alerts.put(a.ID, struct{}{}, a.LastSeen.UTC())
+		k := alertKey(a.Host, a.ID)
+		if _, ok := s.alerts.get(k); ok {
+			return fmt.Errorf("alerts[%d]: duplicate host %q and id %q", i, a.Host, a.ID)
+		}
+		it := s.alerts.insert(a.Host, k, struct{}{}, a.LastSeen.UTC())
 		it.saved = it.seen
 	}
 	return nil
@@ -153,31 +165,35 @@ func (s *Store) snapshot() *stateFile {
 		Baselines: make([]baselineEntry, 0, s.baselines.len()),
 		Alerts:    make([]alertEntry, 0, s.alerts.len()),
 	}
-	for k, it := range s.baselines.items {
-		host, path := splitKey(k)
+	for _, it := range sortedItems(s.baselines) {
+		host, path := splitKey(it.key)
 		f.Baselines = append(f.Baselines, baselineEntry{
 			Host: host, Path: path, SHA256: it.value.SHA256, SSDeep: it.value.SSDeep,
 			FirstSeen: it.value.FirstSeen, LastSeen: it.seen,
 		})
 		it.saved = it.seen
 	}
-	for id, it := range s.alerts.items {
-		f.Alerts = append(f.Alerts, alertEntry{ID: id, LastSeen: it.seen})
+	for _, it := range sortedItems(s.alerts) {
+		host, id := splitKey(it.key)
+		f.Alerts = append(f.Alerts, alertEntry{Host: host, ID: string(id), LastSeen: it.seen})
 		it.saved = it.seen
 	}
-	sort.Slice(f.Baselines, func(i, j int) bool {
-		a, b := f.Baselines[i], f.Baselines[j]
-		if a.Host != b.Host {
-			return a.Host < b.Host
-		}
-		return bytes.Compare(a.Path, b.Path) < 0
-	})
-	sort.Slice(f.Alerts, func(i, j int) bool { return f.Alerts[i].ID < f.Alerts[j].ID })
 	return f
 }
 
+// sortedItems returns the items of t sorted by key: by the host's length,
+// then the host, then the path or alert id.
+func sortedItems[V any](t *table[V]) []*item[V] {
+	items := make([]*item[V], 0, t.len())
+	for _, it := range t.items {
+		items = append(items, it)
+	}
+	slices.SortFunc(items, func(a, b *item[V]) int { return strings.Compare(a.key, b.key) })
+	return items
+}
+
 func (s *Store) write(f *stateFile) (err error) {
-	data, err := json.Marshal(f)
+	data, err := appendStateFile(make([]byte, 0, 384*(len(f.Baselines)+len(f.Alerts))+64), f)
 	if err != nil {
 		return fmt.Errorf("baseline: save %s: %w", s.path, err)
 	}

@@ -1,21 +1,24 @@
 // Package baseline keeps the agent's persistent state: for each host and
-// executable path the last known binary, and the ids of alerts already
-// raised. Both are bounded in size and age, and survive restarts in one
-// state file that is replaced atomically.
+// executable path the last known binary, and for each host the ids of
+// alerts already raised. Both are bounded in size and age, per host and in
+// total, and survive restarts in one state file that is replaced
+// atomically.
 package baseline
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
 
 // Defaults for Options.
 const (
-	DefaultMaxEntries = 100000
-	DefaultMaxAge     = 90 * 24 * time.Hour
+	DefaultMaxEntries        = 100000
+	DefaultMaxEntriesPerHost = 20000
+	DefaultMaxAge            = 90 * 24 * time.Hour
 )
 
 // persistInterval is how far Touch and MarkAlerted must move an entry's
@@ -44,10 +47,16 @@ type Entry struct {
 
 // Options bounds a Store. Zero values select the defaults.
 type Options struct {
-	// MaxEntries bounds the baselines and, separately, the alert ids kept.
-	// Past it the least recently seen are evicted. Default
+	// MaxEntries bounds the baselines of all hosts together and,
+	// separately, the alert ids of all hosts. Past it the least recently
+	// seen entry of the host with the most entries is evicted. Default
 	// DefaultMaxEntries.
 	MaxEntries int
+	// MaxEntriesPerHost bounds the baselines of one host and, separately,
+	// its alert ids. Past it the host's least recently seen entry is
+	// evicted, so a host that reports many paths or alerts pushes out only
+	// its own entries. Default DefaultMaxEntriesPerHost.
+	MaxEntriesPerHost int
 	// MaxAge is how long an entry is kept after it was last seen. Older
 	// entries are pruned by Open and Save. Default DefaultMaxAge.
 	MaxAge time.Duration
@@ -59,11 +68,17 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MaxEntries < 0 {
 		return o, fmt.Errorf("baseline: invalid MaxEntries %d: want 0 (default %d) or more", o.MaxEntries, DefaultMaxEntries)
 	}
+	if o.MaxEntriesPerHost < 0 {
+		return o, fmt.Errorf("baseline: invalid MaxEntriesPerHost %d: want 0 (default %d) or more", o.MaxEntriesPerHost, DefaultMaxEntriesPerHost)
+	}
 	if o.MaxAge < 0 {
 		return o, fmt.Errorf("baseline: invalid MaxAge %s: want 0 (default %s) or more", o.MaxAge, DefaultMaxAge)
 	}
 	if o.MaxEntries == 0 {
 		o.MaxEntries = DefaultMaxEntries
+	}
+	if o.MaxEntriesPerHost == 0 {
+		o.MaxEntriesPerHost = DefaultMaxEntriesPerHost
 	}
 	if o.MaxAge == 0 {
 		o.MaxAge = DefaultMaxAge
@@ -89,13 +104,30 @@ type Store struct {
 	dirty     bool
 }
 
-// key joins host and path without ambiguity: a length prefix ends the
-// host, so any bytes may follow as the path.
+// key joins host and path, or host and alert id, without ambiguity: a
+// length prefix ends the host, so any bytes may follow.
 func key(host string, path []byte) string {
-	k := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(host)+len(path)), uint64(len(host)))
-	k = append(k, host...)
-	k = append(k, path...)
-	return string(k)
+	var b strings.Builder
+	writeKeyHost(&b, host, len(path))
+	b.Write(path)
+	return b.String()
+}
+
+// alertKey is key for an alert id, without copying the id to a []byte.
+func alertKey(host, alertID string) string {
+	var b strings.Builder
+	writeKeyHost(&b, host, len(alertID))
+	b.WriteString(alertID)
+	return b.String()
+}
+
+// writeKeyHost starts a key of host with room for rest more bytes.
+func writeKeyHost(b *strings.Builder, host string, rest int) {
+	var prefix [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(prefix[:], uint64(len(host)))
+	b.Grow(n + len(host) + rest)
+	b.Write(prefix[:n])
+	b.WriteString(host)
 }
 
 // splitKey reverses key.
@@ -121,8 +153,10 @@ func (s *Store) Get(host string, path []byte) (Entry, bool) {
 }
 
 // Put sets the baseline of path on host to e, filling a zero FirstSeen or
-// LastSeen with the current time. When more than MaxEntries baselines
-// remain, the least recently seen is evicted.
+// LastSeen with the current time. When host has more than
+// MaxEntriesPerHost baselines, its least recently seen is evicted. When
+// all hosts together have more than MaxEntries, the least recently seen
+// baseline of the host with the most is evicted.
 func (s *Store) Put(host string, path []byte, e Entry) {
 	now := s.now()
 	if e.FirstSeen.IsZero() {
@@ -136,8 +170,8 @@ func (s *Store) Put(host string, path []byte, e Entry) {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.baselines.put(key(host, path), e, e.LastSeen)
-	s.baselines.trim(time.Time{}, s.opts.MaxEntries)
+	s.baselines.insert(host, key(host, path), e, e.LastSeen)
+	s.baselines.enforce()
 	s.dirty = true
 }
 
@@ -164,32 +198,43 @@ func (s *Store) refresh(set func(), seen, saved, now time.Time) {
 	}
 }
 
-// MarkAlerted records that the alert with alertID was raised and reports
-// whether this is the first time. A known id has its last-seen time
-// refreshed, so an alert stays suppressed while its condition persists.
-// An id not marked for MaxAge is pruned, and its alert is raised again.
-// Past MaxEntries ids the least recently seen is evicted.
-func (s *Store) MarkAlerted(alertID string) (first bool) {
+// MarkAlerted records that the alert with alertID was raised for host and
+// reports whether this is the first time. A known id has its last-seen
+// time refreshed, so an alert stays suppressed while its condition
+// persists. An id not marked for MaxAge is pruned, and its alert is raised
+// again. Alert ids are bounded per host by MaxEntriesPerHost and in total
+// by MaxEntries, evicted as Put evicts baselines.
+func (s *Store) MarkAlerted(host, alertID string) (first bool) {
 	now := s.now()
+	k := alertKey(host, alertID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if it, ok := s.alerts.get(alertID); ok {
+	if it, ok := s.alerts.get(k); ok {
 		s.refresh(func() { s.alerts.setSeen(it, now) }, it.seen, it.saved, now)
 		return false
 	}
-	s.alerts.put(alertID, struct{}{}, now)
-	s.alerts.trim(time.Time{}, s.opts.MaxEntries)
+	first = true
+	// A state file of version 1 has alert ids without their host, kept
+	// under the empty host until their host marks them again.
+	if host != "" && s.alerts.hostLen("") > 0 {
+		if it, ok := s.alerts.get(alertKey("", alertID)); ok {
+			s.alerts.remove(it)
+			first = false
+		}
+	}
+	s.alerts.insert(host, k, struct{}{}, now)
+	s.alerts.enforce()
 	s.dirty = true
-	return true
+	return first
 }
 
-// ForgetAlert removes alertID from the raised alerts, so that the next
-// MarkAlerted of it reports first again. It is meant for an alert that
-// could not be delivered, and reports whether the id was present.
-func (s *Store) ForgetAlert(alertID string) bool {
+// ForgetAlert removes alertID of host from the raised alerts, so that the
+// next MarkAlerted of it reports first again. It is meant for an alert
+// that could not be delivered, and reports whether the id was present.
+func (s *Store) ForgetAlert(host, alertID string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	it, ok := s.alerts.get(alertID)
+	it, ok := s.alerts.get(alertKey(host, alertID))
 	if !ok {
 		return false
 	}
@@ -212,15 +257,32 @@ func (s *Store) AlertCount() int {
 	return s.alerts.len()
 }
 
+// HostLen returns the number of baselines and of raised alert ids kept
+// for host.
+func (s *Store) HostLen(host string) (baselines, alerts int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.baselines.hostLen(host), s.alerts.hostLen(host)
+}
+
+// Evictions returns the number of baselines and alert ids evicted since
+// Open because a bound (MaxEntries or MaxEntriesPerHost) was reached,
+// Open's own evictions included. Entries pruned for age are not counted.
+func (s *Store) Evictions() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.baselines.evicted + s.alerts.evicted
+}
+
 // Path returns the state file's path.
 func (s *Store) Path() string { return s.path }
 
 // prune removes entries last seen more than MaxAge ago and evicts past
-// MaxEntries. The caller holds s.mu.
+// the bounds. The caller holds s.mu.
 func (s *Store) prune() {
 	cutoff := s.now().Add(-s.opts.MaxAge)
-	n := s.baselines.trim(cutoff, s.opts.MaxEntries)
-	n += s.alerts.trim(cutoff, s.opts.MaxEntries)
+	n := s.baselines.trim(cutoff)
+	n += s.alerts.trim(cutoff)
 	if n > 0 {
 		s.dirty = true
 	}

@@ -80,7 +80,7 @@ func TestPersistAcrossOpen(t *testing.T) {
 	first := clk.Now().Add(-48 * time.Hour)
 	s.Put("web-01", []byte("/usr/bin/ls"), Entry{SHA256: shaA, SSDeep: "3:uG:uG", FirstSeen: first})
 	s.Put("web-01", []byte("/usr/sbin/sshd"), Entry{SHA256: shaB})
-	if !s.MarkAlerted("alert-1") {
+	if !s.MarkAlerted("h", "alert-1") {
 		t.Fatal("MarkAlerted(alert-1) on new store = false, want true")
 	}
 	save(t, s)
@@ -109,10 +109,10 @@ func TestPersistAcrossOpen(t *testing.T) {
 	if !ok || got != want {
 		t.Errorf("Get after reopen = %+v, %v, want %+v, true", got, ok, want)
 	}
-	if r.MarkAlerted("alert-1") {
+	if r.MarkAlerted("h", "alert-1") {
 		t.Error("MarkAlerted(alert-1) after reopen = true, want false")
 	}
-	if !r.MarkAlerted("alert-2") {
+	if !r.MarkAlerted("h", "alert-2") {
 		t.Error("MarkAlerted(alert-2) after reopen = false, want true")
 	}
 }
@@ -209,10 +209,10 @@ func TestAging(t *testing.T) {
 	opts := Options{MaxAge: 10 * 24 * time.Hour, Now: clk.Now}
 	s := openStore(t, path, opts)
 	s.Put("h", []byte("/old"), Entry{SHA256: shaA})
-	s.MarkAlerted("old-alert")
+	s.MarkAlerted("h", "old-alert")
 	clk.Advance(6 * 24 * time.Hour)
 	s.Put("h", []byte("/new"), Entry{SHA256: shaB})
-	s.MarkAlerted("new-alert")
+	s.MarkAlerted("h", "new-alert")
 	save(t, s)
 
 	clk.Advance(5 * 24 * time.Hour) // /old is 11 days old, /new 5 days
@@ -223,10 +223,10 @@ func TestAging(t *testing.T) {
 	if _, ok := r.Get("h", []byte("/new")); !ok {
 		t.Error("entry younger than MaxAge pruned by Open")
 	}
-	if !r.MarkAlerted("old-alert") {
+	if !r.MarkAlerted("h", "old-alert") {
 		t.Error("MarkAlerted of an alert id older than MaxAge = false, want true")
 	}
-	if r.MarkAlerted("new-alert") {
+	if r.MarkAlerted("h", "new-alert") {
 		t.Error("MarkAlerted of an alert id younger than MaxAge = true, want false")
 	}
 
@@ -263,7 +263,7 @@ func TestMarkAlertedBounded(t *testing.T) {
 	clk := newClock()
 	s := openStore(t, filepath.Join(t.TempDir(), "b.json"), Options{MaxEntries: 2, Now: clk.Now})
 	for _, id := range []string{"a", "b", "c"} {
-		if !s.MarkAlerted(id) {
+		if !s.MarkAlerted("h", id) {
 			t.Errorf("MarkAlerted(%s) first time = false, want true", id)
 		}
 		clk.Advance(time.Minute)
@@ -271,24 +271,24 @@ func TestMarkAlertedBounded(t *testing.T) {
 	if n := s.AlertCount(); n != 2 {
 		t.Errorf("AlertCount = %d, want 2", n)
 	}
-	if s.MarkAlerted("c") {
+	if s.MarkAlerted("h", "c") {
 		t.Error("MarkAlerted(c) second time = true, want false")
 	}
-	if !s.MarkAlerted("a") {
+	if !s.MarkAlerted("h", "a") {
 		t.Error("MarkAlerted(a) after eviction = false, want true")
 	}
 }
 
 func TestForgetAlert(t *testing.T) {
 	s := openStore(t, filepath.Join(t.TempDir(), "b.json"), Options{})
-	s.MarkAlerted("x")
-	if !s.ForgetAlert("x") {
+	s.MarkAlerted("h", "x")
+	if !s.ForgetAlert("h", "x") {
 		t.Error("ForgetAlert(x) = false, want true")
 	}
-	if s.ForgetAlert("x") {
+	if s.ForgetAlert("h", "x") {
 		t.Error("ForgetAlert(x) second time = true, want false")
 	}
-	if !s.MarkAlerted("x") {
+	if !s.MarkAlerted("h", "x") {
 		t.Error("MarkAlerted(x) after ForgetAlert = false, want true")
 	}
 }
@@ -298,7 +298,7 @@ func TestSaveOnlyWhenChanged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "b.json")
 	s := openStore(t, path, Options{Now: clk.Now})
 	s.Put("h", []byte("/bin/x"), Entry{SHA256: shaA})
-	s.MarkAlerted("id")
+	s.MarkAlerted("h", "id")
 	save(t, s)
 
 	written := func() bool {
@@ -321,7 +321,7 @@ func TestSaveOnlyWhenChanged(t *testing.T) {
 	}
 	clk.Advance(persistInterval / 2)
 	s.Touch("h", []byte("/bin/x"))
-	s.MarkAlerted("id")
+	s.MarkAlerted("h", "id")
 	if written() {
 		t.Errorf("Save after Touch and MarkAlerted within %s wrote the file", persistInterval)
 	}
@@ -331,7 +331,7 @@ func TestSaveOnlyWhenChanged(t *testing.T) {
 		t.Errorf("Save after Touch %s later did not write the file", persistInterval)
 	}
 	clk.Advance(persistInterval)
-	s.MarkAlerted("id")
+	s.MarkAlerted("h", "id")
 	if !written() {
 		t.Errorf("Save after MarkAlerted %s later did not write the file", persistInterval)
 	}
@@ -342,8 +342,9 @@ func TestSaveOnlyWhenChanged(t *testing.T) {
 }
 
 func TestOpenCorruptFile(t *testing.T) {
-	valid := `{"version":1,"baselines":[{"host":"h","path":"L2Jpbi94","sha256":"` + shaA +
+	valid := `{"version":2,"baselines":[{"host":"h","path":"L2Jpbi94","sha256":"` + shaA +
 		`","first_seen":"2025-01-01T00:00:00Z","last_seen":"2025-01-02T00:00:00Z"}],"alerts":[]}`
+	v1 := strings.Replace(valid, `"version":2`, `"version":1`, 1)
 	tests := []struct {
 		name string
 		data string
@@ -351,14 +352,18 @@ func TestOpenCorruptFile(t *testing.T) {
 		{"garbage", "\x00\x01not json"},
 		{"truncated", valid[:len(valid)-20]},
 		{"empty", ""},
-		{"other version", strings.Replace(valid, `"version":1`, `"version":2`, 1)},
-		{"no version", strings.Replace(valid, `"version":1,`, ``, 1)},
-		{"unknown field", strings.Replace(valid, `"version":1`, `"version":1,"extra":true`, 1)},
+		{"other version", strings.Replace(valid, `"version":2`, `"version":3`, 1)},
+		{"no version", strings.Replace(valid, `"version":2,`, ``, 1)},
+		{"unknown field", strings.Replace(valid, `"version":2`, `"version":2,"extra":true`, 1)},
 		{"path not base64", strings.Replace(valid, `L2Jpbi94`, `%%%`, 1)},
 		{"missing sha256", strings.Replace(valid, shaA, ``, 1)},
 		{"trailing data", valid + "{}"},
 		{"duplicate alert", strings.Replace(valid, `"alerts":[]`,
+			`"alerts":[{"host":"h","id":"x","last_seen":"2025-01-01T00:00:00Z"},{"host":"h","id":"x","last_seen":"2025-01-01T00:00:00Z"}]`, 1)},
+		{"duplicate version 1 alert", strings.Replace(v1, `"alerts":[]`,
 			`"alerts":[{"id":"x","last_seen":"2025-01-01T00:00:00Z"},{"id":"x","last_seen":"2025-01-01T00:00:00Z"}]`, 1)},
+		{"version 1 alert with host", strings.Replace(v1, `"alerts":[]`,
+			`"alerts":[{"host":"h","id":"x","last_seen":"2025-01-01T00:00:00Z"}]`, 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -440,7 +445,7 @@ func TestConcurrentUse(t *testing.T) {
 				s.Put("h", p, Entry{SHA256: shaA})
 				s.Get("h", p)
 				s.Touch("h", p)
-				s.MarkAlerted(string(p))
+				s.MarkAlerted("h", string(p))
 				if i%50 == 0 {
 					if err := s.Save(); err != nil {
 						t.Error(err)

@@ -119,8 +119,8 @@ type evaluation struct {
 	alerts []*binwatchv1.IntegrityAlert
 }
 
-// first marks id as raised and reports whether the store had not seen it
-// before.
+// first marks id as raised for the batch's host and reports whether the
+// store had not seen it before.
 func (ev *evaluation) first(id string) bool {
-	return ev.engine.store.MarkAlerted(id)
+	return ev.engine.store.MarkAlerted(ev.batch.GetHostId(), id)
 }
