@@ -31,11 +31,12 @@ const (
 	// MaxPathLen is PATH_MAX: readlink of /proc/<pid>/exe, " (deleted)"
 	// suffix included, never returns more.
 	MaxPathLen = 4096
-	// MaxNameLen bounds the process name, in bytes. The kernel prints at
-	// most 63 bytes of name in /proc/<pid>/stat: 15 for a user process
-	// (TASK_COMM_LEN is 16 with the NUL), more only for kernel threads,
-	// which the collector skips. The collector escapes a name that is not
-	// valid UTF-8 byte by byte, and an escape such as \xff takes 4 bytes.
+	// MaxNameLen bounds the process name, in bytes. A user process's name
+	// has at most 15 bytes (TASK_COMM_LEN is 16 with the NUL). Kernel
+	// threads, which the collector skips, have longer names such as
+	// "kworker/u8:2-ext4-rsv-conversion". The bound admits 63 bytes, each
+	// escaped: the collector quotes a name that is not valid UTF-8 byte by
+	// byte, and an escape such as \xff takes 4 bytes.
 	MaxNameLen = 4 * 63
 	// MaxHostnameLen is the longest DNS name.
 	MaxHostnameLen = 255
