@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,7 +32,7 @@ const (
 
 // hubUsers are the users of server-config/hub-accounts.conf.
 var hubUsers = []string{
-	"admin", "siem", "ops",
+	"admin", "siem", "watch", "ops",
 	"collector-hosta", "agent-hosta", "leaf-hosta",
 	"collector-hostb", "agent-hostb", "leaf-hostb",
 }
@@ -241,11 +242,11 @@ func (h *hub) clientURLs() string {
 	return strings.Join(urls, ",")
 }
 
-// leafURLs returns the leafnode URLs of all nodes with user's credentials,
-// as the bracketed list that HUB_LEAF_URLS of leaf-host.conf takes.
-func (h *hub) leafURLs(user string) string {
-	urls := make([]string, len(h.nodes))
-	for i, n := range h.nodes {
+// leafURLs returns the leafnode URLs of nodes with user's credentials, as
+// the bracketed list that HUB_LEAF_URLS of leaf-host.conf takes.
+func (h *hub) leafURLs(user string, nodes []*hubNode) string {
+	urls := make([]string, len(nodes))
+	for i, n := range nodes {
 		urls[i] = fmt.Sprintf("%q", "nats-leaf://"+user+":"+h.passwords[user]+"@"+loopback(n.leaf))
 	}
 	return "[" + strings.Join(urls, ", ") + "]"
@@ -308,6 +309,46 @@ func (h *hub) waitForLeaf(t *testing.T, account, server string) {
 		}
 		return fmt.Errorf("leaf connections %+v, want %s in account %s", leafs, server, account)
 	})
+}
+
+// connzConn is one client connection in the monitoring port's /connz.
+type connzConn struct {
+	User string   `json:"authorized_user"`
+	Subs []string `json:"subscriptions_list"`
+}
+
+// waitForSubscriber polls until a client of user is subscribed to subject
+// on a running node of the hub, and returns that node's name.
+func (h *hub) waitForSubscriber(t *testing.T, user, subject string) string {
+	t.Helper()
+	var node string
+	poll(t, 15*time.Second, user+" subscribed to "+subject, func() error {
+		for _, n := range h.nodes {
+			if !n.proc.running() {
+				continue
+			}
+			resp, err := http.Get("http://" + loopback(n.monitor) + "/connz?auth=true&subs=true")
+			if err != nil {
+				return fmt.Errorf("connz of %s: %w", n.name, err)
+			}
+			var body struct {
+				Connections []connzConn `json:"connections"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if err != nil {
+				return fmt.Errorf("decoding connz of %s: %w", n.name, err)
+			}
+			for _, c := range body.Connections {
+				if c.User == user && slices.Contains(c.Subs, subject) {
+					node = n.name
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no connection of %s subscribed to %s", user, subject)
+	})
+	return node
 }
 
 // asyncErrors collects the errors that the server sends a connection
@@ -416,6 +457,14 @@ func siemConsumerConfig(t *testing.T) jetstream.ConsumerConfig {
 // not hosta. It returns the client URL and the local users' passwords.
 func startLeaf(t *testing.T, h *hub, name, host, hubUser string) (string, map[string]string) {
 	t.Helper()
+	return startLeafOn(t, h, h.nodes, name, host, hubUser)
+}
+
+// startLeafOn starts a leaf node as startLeaf does, with the leafnode URLs
+// of nodes only. The hub still tells the leaf node the URLs of the other
+// nodes, which it uses when it reconnects.
+func startLeafOn(t *testing.T, h *hub, nodes []*hubNode, name, host, hubUser string) (string, map[string]string) {
+	t.Helper()
 	port := freePorts(t, 1)[0]
 	pairs := []string{loopback(4222), loopback(port)}
 	if host != "hosta" {
@@ -430,7 +479,7 @@ func startLeaf(t *testing.T, h *hub, name, host, hubUser string) (string, map[st
 	env := []string{
 		"LEAF_COLLECTOR_PASSWORD=" + local["collector"],
 		"LEAF_AGENT_PASSWORD=" + local["agent"],
-		"HUB_LEAF_URLS=" + h.leafURLs(hubUser),
+		"HUB_LEAF_URLS=" + h.leafURLs(hubUser, nodes),
 	}
 	p := startServer(t, name, config, env)
 	waitForPort(t, p, loopback(port))

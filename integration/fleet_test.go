@@ -48,33 +48,31 @@ func TestFleetWithBinaries(t *testing.T) {
 	natsCLI := findNATSCLI(t)
 
 	h := startHub(t, nil)
-	leader := createFleetStream(t, h, natsCLI)
+	createFleetStream(t, h, natsCLI)
 	admin, _ := h.connect(t, "admin")
 	adminJS := newJetStream(t, admin)
 	ops, _ := h.connect(t, "ops")
 
-	// `nats sub` runs from before the first trigger until the last one's
-	// alerts are stored.
-	//
-	// NOTE: nats-server 2.15.3 counts a new subscription for a leaf node
-	// only if the leaf's user may receive its subject, but counts every
-	// removal. ops' integrity.> has the service import's subject, so when
-	// it ends (nats sub stops, or its hub node dies) the hub withdraws
-	// integrity.> from every connected leaf node, and the agents behind
-	// them get "no responders" until their leaf node reconnects. So the
-	// subscriber stays off the node that the test kills, and stops only
-	// after the last trigger.
-	var opsSub *programProcess
-	i := slices.IndexFunc(h.nodes, func(n *hubNode) bool { return n.name != leader })
-	subNode := h.nodes[i].name
+	// The node that the test kills as the stream leader. Host B's leaf
+	// node stays connected to node 0 through the kill.
+	killed := h.nodes[1]
+
+	// `nats sub` runs as the watch user from before the first trigger until
+	// the last one's alerts are stored. It is connected to the node that
+	// the test kills, and must reconnect to another node and see the
+	// alerts raised during the outage.
+	var watchSub *programProcess
 	if natsCLI != "" {
-		opsSub = startProgram(t, "nats-sub", natsCLI, natsCLIArgs(h, h.nodes[i].clientURL(nil), "ops", "sub", "integrity.>"), natsCLIEnv(t))
+		watchSub = startProgram(t, "nats-sub", natsCLI, natsCLIArgs(h, killed.clientURL(nil), "watch", "sub", "integrity.>"), natsCLIEnv(t))
 		poll(t, 10*time.Second, "nats sub subscribed", func() error {
-			if !bytes.Contains(opsSub.output(t), []byte("Subscribing on integrity.>")) {
+			if !bytes.Contains(watchSub.output(t), []byte("Subscribing on integrity.>")) {
 				return errors.New("no \"Subscribing on integrity.>\" in its output")
 			}
 			return nil
 		})
+		if node := h.waitForSubscriber(t, "watch", "integrity.>"); node != killed.name {
+			t.Fatalf("nats sub is connected to %s, want %s", node, killed.name)
+		}
 	}
 
 	// Host A: leaf-host.conf, and the agent and the collector as the
@@ -124,14 +122,23 @@ func TestFleetWithBinaries(t *testing.T) {
 
 	var second map[string]int
 	t.Run("stream leader killed", func(t *testing.T) {
-		second = killStreamLeader(t, h, adminJS, subNode, agents)
+		var afterKill func()
+		if watchSub != nil {
+			// The alerts raised during the outage reach nats sub only
+			// once it has subscribed again on another node.
+			afterKill = func() {
+				node := h.waitForSubscriber(t, "watch", "integrity.>")
+				t.Logf("nats sub subscribed again on %s", node)
+			}
+		}
+		second = killStreamLeader(t, adminJS, killed, agents, afterKill)
 	})
 
 	t.Run("nats sub shows both hosts", func(t *testing.T) {
-		if opsSub == nil {
+		if watchSub == nil {
 			t.Skip("the nats command (natscli v0.5.0) is neither on PATH nor in $(go env GOPATH)/bin, so `nats sub` is not checked")
 		}
-		checkNATSSub(t, opsSub, first, second)
+		checkNATSSub(t, watchSub, first, second)
 	})
 
 	t.Run("agents delivered every alert once", func(t *testing.T) {
@@ -191,8 +198,8 @@ func natsCLIEnv(t *testing.T) []string {
 // createFleetStream creates the INTEGRITY stream and the siem consumer as
 // the fleet walk-through in README.md does: with the nats command and the
 // admin user when the command is there, else through JetStream with the
-// same JSON files. It returns the name of the stream's leader.
-func createFleetStream(t *testing.T, h *hub, natsCLI string) string {
+// same JSON files.
+func createFleetStream(t *testing.T, h *hub, natsCLI string) {
 	t.Helper()
 	streamFile, err := filepath.Abs(filepath.Join(repoRoot, "server-config", "integrity-stream.json"))
 	if err != nil {
@@ -236,11 +243,9 @@ func createFleetStream(t *testing.T, h *hub, natsCLI string) string {
 	if got := consumer.CachedInfo().Config.AckPolicy; got != jetstream.AckExplicitPolicy {
 		t.Errorf("consumer siem ack policy = %v, want explicit", got)
 	}
-	cluster := stream.CachedInfo().Cluster
-	if cluster == nil || cluster.Leader == "" {
+	if cluster := stream.CachedInfo().Cluster; cluster == nil || cluster.Leader == "" {
 		t.Fatalf("stream %s has no leader: %+v", streamName, cluster)
 	}
-	return cluster.Leader
 }
 
 // programProcess is one process of a binary that the test started, with
@@ -630,25 +635,25 @@ func checkForgedCollector(t *testing.T, ops *nats.Conn, collectorBin, leafURL, p
 	}
 }
 
-// killStreamLeader kills the INTEGRITY stream leader's nats-server with
-// SIGKILL, after moving the leadership off the node named spare. While
-// the node is down it starts a trigger for each host and waits until both
-// agents have raised the alerts and the stream contains them. It then
-// restarts the node, waits until its replica is current, and returns the
-// pids of the new triggers.
-func killStreamLeader(t *testing.T, h *hub, js jetstream.JetStream, spare string, agents map[string]*programProcess) map[string]int {
+// killStreamLeader makes node the INTEGRITY stream leader and kills its
+// nats-server with SIGKILL. After calling afterKill, if it is not nil, it
+// starts a trigger for each host and waits until both agents have raised
+// the alerts and the stream contains them. It then restarts the node,
+// waits until its replica is current, and returns the pids of the new
+// triggers.
+func killStreamLeader(t *testing.T, js jetstream.JetStream, node *hubNode, agents map[string]*programProcess, afterKill func()) map[string]int {
 	t.Helper()
-	leaderName := streamLeaderOtherThan(t, js, spare)
+	leaderName := node.name
+	moveStreamLeader(t, js, leaderName)
 	stream, err := js.Stream(testContext(t, 5*time.Second), streamName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	leader := slices.IndexFunc(h.nodes, func(n *hubNode) bool { return n.name == leaderName })
-	if leader < 0 {
-		t.Fatalf("stream leader %q is not a hub node", leaderName)
-	}
-	h.nodes[leader].proc.kill(t)
+	node.proc.kill(t)
 	killed := time.Now()
+	if afterKill != nil {
+		afterKill()
+	}
 
 	pids := map[string]int{"hosta": startTrigger(t, "hosta-2"), "hostb": startTrigger(t, "hostb-2")}
 	for host, agent := range agents {
@@ -671,7 +676,7 @@ func killStreamLeader(t *testing.T, h *hub, js jetstream.JetStream, spare string
 		}
 	}
 
-	h.nodes[leader].proc.start(t)
+	node.proc.start(t)
 	restarted := time.Now()
 	poll(t, 30*time.Second, "restarted node catching up", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -694,13 +699,16 @@ func killStreamLeader(t *testing.T, h *hub, js jetstream.JetStream, spare string
 	return pids
 }
 
-// streamLeaderOtherThan returns the stream's leader after asking it to
-// step down while it is the node named spare.
-func streamLeaderOtherThan(t *testing.T, js jetstream.JetStream, spare string) string {
+// moveStreamLeader polls until the node named want leads the stream,
+// asking the current leader to step down in its favour.
+func moveStreamLeader(t *testing.T, js jetstream.JetStream, want string) {
 	t.Helper()
 	nc := js.Conn()
-	var leader string
-	poll(t, 30*time.Second, "stream leader other than "+spare, func() error {
+	request, err := json.Marshal(map[string]any{"placement": map[string]string{"preferred": want}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "stream leader "+want, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		stream, err := js.Stream(ctx, streamName)
@@ -711,16 +719,15 @@ func streamLeaderOtherThan(t *testing.T, js jetstream.JetStream, spare string) s
 		if cluster == nil || cluster.Leader == "" {
 			return errors.New("no stream leader")
 		}
-		leader = cluster.Leader
-		if leader != spare {
+		if cluster.Leader == want {
 			return nil
 		}
-		if _, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+streamName, nil, 2*time.Second); err != nil {
-			return fmt.Errorf("step-down of %s: %w", leader, err)
+		reply, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+streamName, request, 2*time.Second)
+		if err != nil {
+			return fmt.Errorf("step-down of %s: %w", cluster.Leader, err)
 		}
-		return fmt.Errorf("leader %s asked to step down", leader)
+		return fmt.Errorf("leader %s asked to step down for %s: %s", cluster.Leader, want, reply.Data)
 	})
-	return leader
 }
 
 // alertLog is an "integrity alert" line of an agent's JSON log.

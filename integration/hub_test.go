@@ -193,6 +193,58 @@ func TestHub(t *testing.T) {
 		}
 	})
 
+	t.Run("watch receives alerts only", func(t *testing.T) {
+		watch, errs := h.connectTo(t, 2, "watch")
+		alerts, err := watch.SubscribeSync("integrity.>")
+		if err != nil {
+			t.Fatal(err)
+		}
+		flush(t, watch)
+
+		// The alert enters HOSTS at node 0 and reaches the subscriber of
+		// ALERTS at node 2 through the service import and a route.
+		agent, _ := h.connectTo(t, 0, "agent-hosta")
+		publishAlert(t, newJetStream(t, agent), "integrity.binary_change.hosta", "watched-1")
+		msg, err := alerts.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("watch did not receive alert watched-1: %v", err)
+		}
+		if got, want := string(msg.Data), alertJSON("watched-1", "hosta"); msg.Subject != "integrity.binary_change.hosta" || got != want {
+			t.Errorf("watch received %s on %s, want %s on integrity.binary_change.hosta", got, msg.Subject, want)
+		}
+
+		before := streamMessages(t, adminJS)
+		for _, subject := range []string{"integrity.disk_mismatch.hosta", "$JS.API.STREAM.INFO.INTEGRITY"} {
+			publish(t, watch, subject, alertJSON("forged", "hosta"))
+			waitForViolation(t, errs, "Publish", subject)
+		}
+		for _, subject := range []string{"binwatch.process.>", "_INBOX.>", "$SRV.>"} {
+			if _, err := watch.SubscribeSync(subject); err != nil {
+				t.Fatal(err)
+			}
+			waitForViolation(t, errs, "Subscription", subject)
+		}
+		if after := streamMessages(t, adminJS); after != before {
+			t.Errorf("stream has %d messages after watch's attempts, want %d", after, before)
+		}
+	})
+
+	// Any HOSTS subscription on integrity.> that ends withdraws the
+	// service import's interest from the leaf nodes in nats-server 2.15.3,
+	// so no HOSTS user may subscribe to an alert subject.
+	t.Run("hosts cannot subscribe to alerts", func(t *testing.T) {
+		subjects := []string{"integrity.>", "integrity.*.*", "integrity.disk_mismatch.hosta", ">"}
+		for _, user := range []string{"ops", "collector-hosta", "agent-hosta", "collector-hostb", "agent-hostb"} {
+			nc, errs := h.connect(t, user)
+			for _, subject := range subjects {
+				if _, err := nc.SubscribeSync(subject); err != nil {
+					t.Fatal(err)
+				}
+				waitForViolation(t, errs, "Subscription", subject)
+			}
+		}
+	})
+
 	t.Run("leaf forwards its host's alerts", func(t *testing.T) {
 		leafURL, local := startLeaf(t, h, "leaf-hosta", "hosta", "leaf-hosta")
 		h.waitForLeaf(t, "HOSTS", "leaf-hosta")
