@@ -229,6 +229,7 @@ func (a *Agent) Close() error {
 func (a *Agent) Counters() Counters {
 	c := a.count.snapshot()
 	c.AlertsPending = a.outbox.len()
+	c.BaselineEvictions = a.store.Evictions()
 	if a.sub != nil {
 		if n, err := a.sub.Dropped(); err == nil {
 			c.SlowConsumer = uint64(n)

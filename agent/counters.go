@@ -8,16 +8,19 @@ import (
 // Counters are the agent's running totals since start, served by the
 // NATS micro service and printed by --once.
 type Counters struct {
-	BatchesReceived uint64                   `json:"batches_received"`
-	RecordsReceived uint64                   `json:"records_received"`
-	Scans           uint64                   `json:"scans_completed"`
-	Dropped         map[string]uint64        `json:"dropped_by_reason"`
-	Alerts          map[string]uint64        `json:"alerts_by_kind"`
-	AlertsDelivered uint64                   `json:"alerts_delivered"`
-	AlertsEvicted   uint64                   `json:"alerts_evicted"`
-	AlertsPending   int                      `json:"alerts_pending"`
-	SlowConsumer    uint64                   `json:"slow_consumer_drops"`
-	Hosts           map[string]*HostCounters `json:"hosts"`
+	BatchesReceived uint64            `json:"batches_received"`
+	RecordsReceived uint64            `json:"records_received"`
+	Scans           uint64            `json:"scans_completed"`
+	Dropped         map[string]uint64 `json:"dropped_by_reason"`
+	Alerts          map[string]uint64 `json:"alerts_by_kind"`
+	AlertsDelivered uint64            `json:"alerts_delivered"`
+	AlertsEvicted   uint64            `json:"alerts_evicted"`
+	AlertsPending   int               `json:"alerts_pending"`
+	SlowConsumer    uint64            `json:"slow_consumer_drops"`
+	// BaselineEvictions counts baselines and alert ids removed because a
+	// bound was reached; a path evicted this way is baselined again.
+	BaselineEvictions uint64                   `json:"baseline_evictions"`
+	Hosts             map[string]*HostCounters `json:"hosts"`
 }
 
 // HostCounters are per-host totals, from the collector's scan stats.

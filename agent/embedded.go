@@ -49,11 +49,13 @@ type EmbeddedOptions struct {
 	// and every other client connects as an anonymous user that may only
 	// watch alerts, read the INTEGRITY stream and query the micro services.
 	// Without them any local user could publish records or delete the
-	// stream. Empty leaves the server open, for tests.
+	// stream. The password may be a bcrypt hash. Empty leaves the server
+	// open, for tests.
 	InternalUser, InternalPassword string
 	// AnonymousRecordsHost, when set with InternalPassword, also lets
-	// anonymous clients publish that host's records, so that a separate
-	// binwatch-collector without credentials can feed the agent.
+	// anonymous clients publish that host's records and serve the
+	// collector's micro service, so that a separate binwatch-collector
+	// without credentials can feed the agent.
 	AnonymousRecordsHost string
 }
 
@@ -80,12 +82,20 @@ func anonymousPermissions(recordsHost string) *server.Permissions {
 		"$JS.API.CONSUMER.DELETE." + StreamName + ".>",
 		"$JS.ACK." + StreamName + ".>", "$JS.FC." + StreamName + ".>",
 	}
+	subscribe := []string{schema.AlertSubjectAll, "_INBOX.>"}
+	var responses *server.ResponsePermission
 	if recordsHost != "" {
+		// A separate collector also serves its micro service.
 		publish = append(publish, schema.ProcessSubject(recordsHost))
+		subscribe = append(subscribe, "$SRV.PING", "$SRV.INFO", "$SRV.STATS",
+			"$SRV.*.binwatch-collector", "$SRV.*.binwatch-collector.*",
+			"binwatch.collector."+recordsHost+".counters")
+		responses = &server.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	}
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: publish},
-		Subscribe: &server.SubjectPermission{Allow: []string{schema.AlertSubjectAll, "_INBOX.>"}},
+		Subscribe: &server.SubjectPermission{Allow: subscribe},
+		Response:  responses,
 	}
 }
 
@@ -127,7 +137,10 @@ func StartEmbedded(o EmbeddedOptions, logger *slog.Logger) (*server.Server, erro
 	if o.InternalPassword != "" {
 		opts.Users = []*server.User{
 			{Username: o.InternalUser, Password: o.InternalPassword},
-			{Username: AnonymousUser, Permissions: anonymousPermissions(o.AnonymousRecordsHost)},
+			// Clients without credentials become this user whatever its
+			// password; a hash keeps nats-server from warning about a
+			// plain-text one.
+			{Username: AnonymousUser, Password: o.InternalPassword, Permissions: anonymousPermissions(o.AnonymousRecordsHost)},
 		}
 		opts.NoAuthUser = AnonymousUser
 	}

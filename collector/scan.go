@@ -204,8 +204,21 @@ func (s *Scanner) record(pid int) (*binwatchv1.ProcessRecord, exe.Result, error)
 		return nil, exe.Result{}, err
 	}
 	res, err := s.inspector.Inspect(pid, link)
-	if err != nil {
+	if errors.Is(err, procfs.ErrExited) || errors.Is(err, procfs.ErrNoExecutable) {
 		return nil, exe.Result{}, err
+	}
+	if err != nil {
+		// The process lives but its executable could not be looked at
+		// (a path longer than the kernel returns, say). It is recorded as
+		// degraded rather than left out, so it cannot hide this way.
+		res = exe.Result{Executable: &binwatchv1.Executable{
+			Path:           link,
+			State:          binwatchv1.ExecutableState_EXECUTABLE_STATE_UNKNOWN,
+			StateDetail:    err.Error(),
+			Coverage:       binwatchv1.Coverage_COVERAGE_DEGRADED,
+			CoverageReason: binwatchv1.CoverageReason_COVERAGE_REASON_READ_ERROR,
+			CoverageDetail: err.Error(),
+		}}
 	}
 	rec.Executable = res.Executable
 	rec.Executable.StateDetail = detailText(rec.Executable.StateDetail)

@@ -3,14 +3,18 @@ package collector
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/binwatch/binwatch/agent/ingest"
 	"github.com/binwatch/binwatch/schema/binwatchv1"
@@ -204,4 +208,110 @@ func TestDetailBoundWithinAgentBound(t *testing.T) {
 	if maxDetailLen > ingest.MaxDetailLen {
 		t.Errorf("maxDetailLen = %d, want at most the agent's ingest.MaxDetailLen %d", maxDetailLen, ingest.MaxDetailLen)
 	}
+}
+
+// TestScanRecordsUnreadableLongPath runs a binary whose path is longer
+// than the kernel's 4096-byte limit, so /proc/<pid>/exe cannot be read.
+// The process must still be recorded, as degraded, not left out.
+func TestScanRecordsUnreadableLongPath(t *testing.T) {
+	root := t.TempDir()
+	component := strings.Repeat("d", 200)
+	dir, err := os.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const depth = 22 // 22 * 201 bytes is past 4096
+	for i := 0; i < depth; i++ {
+		if err := unix.Mkdirat(int(dir.Fd()), component, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Openat(int(dir.Fd()), component, unix.O_DIRECTORY|unix.O_RDONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir.Close()
+		dir = os.NewFile(uintptr(fd), component)
+	}
+	data, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Openat(int(dir.Fd()), "sleep", unix.O_CREAT|unix.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "sleep")
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	dir.Close()
+
+	// Shells cd by the full path, which is too long; the test binary in
+	// helper mode walks down one relative step at a time and execs.
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), deepExecEnv+"="+component+":"+strconv.Itoa(depth))
+	cmd.Dir = root
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d did not exec sleep", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	s, err := NewScanner(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan, err := s.Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec *binwatchv1.ProcessRecord
+	for _, r := range scan.Records {
+		if r.Pid == int32(pid) {
+			rec = r
+		}
+	}
+	if rec == nil {
+		t.Fatalf("pid %d with a %d-byte executable path is missing from the scan", pid, depth*201)
+	}
+	x := rec.Executable
+	if x.Coverage != binwatchv1.Coverage_COVERAGE_DEGRADED || x.CoverageReason == binwatchv1.CoverageReason_COVERAGE_REASON_UNSPECIFIED {
+		t.Errorf("coverage = %v %v, want DEGRADED with a reason", x.Coverage, x.CoverageReason)
+	}
+	if x.State == binwatchv1.ExecutableState_EXECUTABLE_STATE_ON_DISK && x.GetRunning().GetSha256() == "" {
+		t.Errorf("state ON_DISK without a digest: %+v", x)
+	}
+}
+
+// deepExecEnv makes the test binary, in TestMain, change into
+// "<component>" <depth> times and exec ./sleep there.
+const deepExecEnv = "BINWATCH_TEST_DEEP_EXEC"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(deepExecEnv); v != "" {
+		component, depthText, _ := strings.Cut(v, ":")
+		depth, _ := strconv.Atoi(depthText)
+		for i := 0; i < depth; i++ {
+			if err := os.Chdir(component); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(3)
+			}
+		}
+		err := syscall.Exec("./sleep", []string{"sleep", "600"}, os.Environ())
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+	os.Exit(m.Run())
 }

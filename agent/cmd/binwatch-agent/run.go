@@ -10,11 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/binwatch/binwatch/agent"
 	"github.com/binwatch/binwatch/collector"
@@ -73,17 +73,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		recordsHost := ""
 		if !collect {
 			recordsHost = hostID
-			logger.Warn("any local user may publish records for this host to the embedded server; use a nats-server with users (server-config/single-host.conf) to prevent that", "subject", schema.ProcessSubject(hostID))
+			logger.Warn("any local user may publish records for this host to the embedded server; use a nats-server with users, such as server-config/leaf-host.conf, to prevent that", "subject", schema.ProcessSubject(hostID))
 		}
-		storeDir := filepath.Join(c.StateDir, "jetstream")
+		// nats-server keeps its store in a "jetstream" directory inside.
+		storeDir := c.StateDir
 		if c.Leaf.URL != "" {
 			// A leaf node forwards alerts to the hub's stream; a local
 			// JetStream domain would answer in its place.
 			storeDir = ""
 		}
+		// The server keeps only a bcrypt hash of the password.
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			return fmt.Errorf("hashing the embedded server password: %w", err)
+		}
 		srv, err := agent.StartEmbedded(agent.EmbeddedOptions{
 			Listen: c.Listen, StoreDir: storeDir, Name: "binwatch-" + hostID, Leaf: c.Leaf,
-			InternalUser: opts.User, InternalPassword: opts.Password, AnonymousRecordsHost: recordsHost,
+			InternalUser: opts.User, InternalPassword: string(hash), AnonymousRecordsHost: recordsHost,
 		}, logger)
 		if err != nil {
 			return err
