@@ -19,8 +19,14 @@ import (
 	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
 
+// benchRecords is the number of records in the benchmark batch, about a
+// busy server's processes. A machine with fewer has its real records
+// repeated under new pids.
+const benchRecords = 250
+
 // realisticBatch scans this machine's /proc and returns the first batch
-// the publisher would send under a 1 MiB max payload.
+// the publisher would send under a 1 MiB max payload, with benchRecords
+// records.
 func realisticBatch(b *testing.B) *binwatchv1.ProcessBatch {
 	b.Helper()
 	s, err := collector.NewScanner(collector.Options{})
@@ -31,6 +37,13 @@ func realisticBatch(b *testing.B) *binwatchv1.ProcessBatch {
 	if err != nil {
 		b.Fatal(err)
 	}
+	real := scan.Records
+	for i := 0; len(scan.Records) < benchRecords; i++ {
+		r := proto.Clone(real[i%len(real)]).(*binwatchv1.ProcessRecord)
+		r.Pid = int32(100000 + i)
+		scan.Records = append(scan.Records, r)
+	}
+	scan.Records = scan.Records[:benchRecords]
 	p, err := collector.NewPublisher(nil, "bench", "bench")
 	if err != nil {
 		b.Fatal(err)
