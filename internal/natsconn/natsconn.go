@@ -3,6 +3,7 @@
 package natsconn
 
 import (
+	"flag"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -23,6 +24,19 @@ type Options struct {
 	CA       string `envconfig:"CA"`
 	Cert     string `envconfig:"CERT"`
 	Key      string `envconfig:"KEY"`
+}
+
+// RegisterFlags defines the --nats-* flags on fs, with o's current values
+// as defaults. urlHelp describes --nats-url, whose meaning differs
+// between the binaries.
+func (o *Options) RegisterFlags(fs *flag.FlagSet, urlHelp string) {
+	fs.StringVar(&o.URL, "nats-url", o.URL, urlHelp+" (BINWATCH_NATS_URL)")
+	fs.StringVar(&o.User, "nats-user", o.User, "NATS user name (BINWATCH_NATS_USER)")
+	fs.StringVar(&o.Password, "nats-password", o.Password, "NATS password (BINWATCH_NATS_PASSWORD)")
+	fs.StringVar(&o.Creds, "nats-creds", o.Creds, "NATS credentials file (BINWATCH_NATS_CREDS)")
+	fs.StringVar(&o.CA, "nats-ca", o.CA, "CA certificate file that verifies the server (BINWATCH_NATS_CA)")
+	fs.StringVar(&o.Cert, "nats-cert", o.Cert, "client certificate file for mutual TLS (BINWATCH_NATS_CERT)")
+	fs.StringVar(&o.Key, "nats-key", o.Key, "client key file for mutual TLS (BINWATCH_NATS_KEY)")
 }
 
 // Validate reports settings that cannot work together.
