@@ -23,8 +23,7 @@ func (g gap) String() string {
 		g.collectorID, g.fromSeq, g.toSeq, g.missingScans, g.missingBatches)
 }
 
-// scanProgress is what one host's collector has delivered of its newest
-// scan.
+// scanProgress is the part of one host's newest scan that has arrived.
 type scanProgress struct {
 	collectorID string
 	seq         uint64
@@ -94,7 +93,7 @@ func (t *gapTracker) observe(b *binwatchv1.ProcessBatch) (g *gap, completed, dup
 	return g, t.mark(p, b), false, false
 }
 
-// evictOne forgets one host, chosen at random by map iteration, so that a
+// evictOne removes one host, chosen at random by map iteration, so that a
 // flood of made-up host ids costs the real hosts one entry at a time
 // instead of all their state at once.
 func (t *gapTracker) evictOne() {

@@ -518,7 +518,7 @@ func TestUnprivilegedCollectorReportsAccessDenied(t *testing.T) {
 
 	// One alert per executable and reason. An unprivileged collector can
 	// read neither the image nor the exe link of a root process, so the
-	// process name stands in for the executable.
+	// process name is used in place of the executable.
 	keys := coverageKeys(scan.records, reasonAccessDenied)
 	alerts := coverageAlerts(p, reasonAccessDenied)
 	if len(alerts) != len(keys) {

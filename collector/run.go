@@ -8,8 +8,8 @@ import (
 // RescanDelay is the wait between a rescan request and the scan.
 const RescanDelay = 2 * time.Second
 
-// ScanReport is what one iteration of Run did; Err is set when the scan or
-// its publication failed.
+// ScanReport is the outcome of one iteration of Run. Err is set when the
+// scan or its publication failed.
 type ScanReport struct {
 	Scan    *Scan
 	Publish PublishResult

@@ -44,7 +44,7 @@ func (ev *evaluation) coverageDegraded(r *binwatchv1.ProcessRecord) {
 		key = append([]string{"file"}, identity(x.GetRunning())...)
 	case len(x.GetPath()) == 0:
 		// Neither the file nor its path could be read. The process name
-		// stands in for the executable, so that the workers of one
+		// is used in place of the executable, so that the workers of one
 		// program raise one alert and different programs one each.
 		key = []string{"name", r.GetName()}
 	}
