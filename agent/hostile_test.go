@@ -495,9 +495,12 @@ func TestUnprivilegedCollectorReportsAccessDenied(t *testing.T) {
 			t.Errorf("pid %d: digests %q %q, want none", pid, x.GetRunning().GetSha256(), x.GetRunning().GetSsdeep())
 		}
 	}
-	denied := 0
+	denied, deniedAny := 0, 0
 	for _, r := range scan.records {
 		x := r.GetExecutable()
+		if x.GetCoverageReason() == reasonAccessDenied {
+			deniedAny++
+		}
 		if len(r.GetUids()) == 0 || r.GetUids()[0] != 0 {
 			continue
 		}
@@ -509,8 +512,13 @@ func TestUnprivilegedCollectorReportsAccessDenied(t *testing.T) {
 		}
 		denied++
 	}
-	if got := scan.stats.GetCoverageDegraded()["access_denied"]; got != uint32(denied) {
-		t.Errorf("stats.coverage_degraded[access_denied] = %d, want %d", got, denied)
+	// Processes of other users that the collector may not read, from
+	// tests running beside this one, count too.
+	if got := scan.stats.GetCoverageDegraded()["access_denied"]; got != uint32(deniedAny) {
+		t.Errorf("stats.coverage_degraded[access_denied] = %d, want %d, the denied records", got, deniedAny)
+	}
+	if deniedAny < denied {
+		t.Errorf("%d access_denied records, fewer than the %d root processes", deniedAny, denied)
 	}
 	if got := p.alertsWhere(func(a *binwatchv1.IntegrityAlert) bool { return a.Kind == kindDiskMismatch }); len(got) != 0 {
 		t.Errorf("%d disk_mismatch alerts from an unprivileged scan, want 0: %v", len(got), got)
