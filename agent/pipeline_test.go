@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -255,5 +256,74 @@ func TestUnusualPathReachesAlertExactly(t *testing.T) {
 	}
 	if !utf8.ValidString(a.GetProcess().GetName()) {
 		t.Errorf("process name %q is not valid UTF-8", a.GetProcess().GetName())
+	}
+}
+
+// TestSsdeepFailureRaisesOneCoverageAlert sends the records of a real scan
+// in which the collector could compute SHA-256 but not ssdeep for one
+// running copy of sleep, as the exe package reports an ssdeep failure, and
+// expects one coverage_degraded alert over two scans.
+func TestSsdeepFailureRaisesOneCoverageAlert(t *testing.T) {
+	p := newPipeline(t, "", 80)
+	prog := filepath.Join(t.TempDir(), "prog")
+	copyFile(t, "/bin/sleep", prog)
+	cmd := startProcess(t, prog, "600")
+	pid := int32(cmd.Process.Pid)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for range 2 {
+		scan, err := p.scanner.Scan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range scan.Records {
+			if r.Pid != pid {
+				continue
+			}
+			found = true
+			x := r.Executable
+			if x.GetRunning().GetSha256() == "" {
+				t.Fatal("the scan has no SHA-256 for the test process")
+			}
+			x.Running.Ssdeep = ""
+			x.Coverage = binwatchv1.Coverage_COVERAGE_DEGRADED
+			x.CoverageReason = binwatchv1.CoverageReason_COVERAGE_REASON_SSDEEP_FAILED
+			x.CoverageDetail = "ssdeep digest failed"
+		}
+		if !found {
+			t.Fatalf("pid %d missing from the scan", pid)
+		}
+		if _, err := p.pub.Publish(ctx, scan); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.agent.WaitScan(ctx, testHost, p.pub.CollectorID(), scan.Seq); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.agent.WaitDelivered(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitForAlerts(t, p, pid, kindCoverage, 1)
+	got := p.alertsFor(pid, kindCoverage)
+	if len(got) != 1 {
+		t.Fatalf("%d coverage_degraded alerts over two scans, want 1", len(got))
+	}
+	if got[0].CoverageReason != binwatchv1.CoverageReason_COVERAGE_REASON_SSDEEP_FAILED {
+		t.Errorf("coverage reason = %v, want SSDEEP_FAILED", got[0].CoverageReason)
+	}
+	if got[0].GetProcess().GetHash().GetSha256() == "" {
+		t.Error("the alert lacks the SHA-256 that was computed")
+	}
+}
+
+// waitForAlerts waits until the subscriber saw at least n alerts of kind
+// about pid, or a deadline passes.
+func waitForAlerts(t *testing.T, p *pipeline, pid int32, kind binwatchv1.AlertKind, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.alertsFor(pid, kind)) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
