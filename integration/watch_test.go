@@ -119,18 +119,35 @@ func TestWatchersKeepLeafAlerts(t *testing.T) {
 // sub has received it.
 func receiveAlert(t *testing.T, sub *nats.Subscription, publish func(time.Duration) (string, error)) string {
 	t.Helper()
-	id, err := publish(5 * time.Second)
-	if err != nil {
-		t.Fatalf("alert %s while watch subscribed to %s: %v", id, sub.Subject, err)
+	// A subscription made on another node reaches the node where the leaf
+	// delivers a moment later, over the route, so alerts are sent until
+	// one arrives.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		id, err := publish(5 * time.Second)
+		if err != nil {
+			t.Fatalf("alert %s while watch subscribed to %s: %v", id, sub.Subject, err)
+		}
+		msg, err := sub.NextMsg(time.Second)
+		if err == nil {
+			// Alerts sent before the interest arrived are not delivered;
+			// take the newest one that was.
+			for {
+				next, err := sub.NextMsg(100 * time.Millisecond)
+				if err != nil {
+					break
+				}
+				msg = next
+			}
+			if got, want := string(msg.Data), alertJSON(id, "hosta"); msg.Subject != "integrity.disk_mismatch.hosta" || got != want {
+				t.Errorf("watch received %s on %s, want %s on integrity.disk_mismatch.hosta", got, msg.Subject, want)
+			}
+			return id
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch did not receive alert %s on %s: %v", id, sub.Subject, err)
+		}
 	}
-	msg, err := sub.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatalf("watch did not receive alert %s on %s: %v", id, sub.Subject, err)
-	}
-	if got, want := string(msg.Data), alertJSON(id, "hosta"); msg.Subject != "integrity.disk_mismatch.hosta" || got != want {
-		t.Errorf("watch received %s on %s, want %s on integrity.disk_mismatch.hosta", got, msg.Subject, want)
-	}
-	return id
 }
 
 // syncLeaf sends a request from hub node i to the responder on the leaf
