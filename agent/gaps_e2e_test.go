@@ -165,7 +165,7 @@ func TestGapFromSlowConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	scan := realScan(t)
-	for len(scan.Records) < 3000 {
+	for len(scan.Records) < 2000 {
 		scan.Records = append(scan.Records, scan.Records...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -180,13 +180,24 @@ func TestGapFromSlowConsumer(t *testing.T) {
 		}
 	}
 	waitFor(t, "the flood to drain", time.Minute, func() bool { return a.Pending() == 0 })
+	// A small scan closes the flood. The agent may still be evaluating
+	// the flood's last batch and drop this one too, so small scans are
+	// sent until one is evaluated.
 	last := realScan(t)
-	last.Seq = scans + 1
-	if _, err := pub.Publish(ctx, last); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.WaitScan(ctx, testHost, pub.CollectorID(), last.Seq); err != nil {
-		t.Fatal(err)
+	for seq := uint64(scans + 1); ; seq++ {
+		last.Seq = seq
+		if _, err := pub.Publish(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := a.WaitScan(wctx, testHost, pub.CollectorID(), seq)
+		wcancel()
+		if err == nil {
+			break
+		}
+		if seq > scans+10 {
+			t.Fatalf("none of %d small scans after the flood was evaluated: %v", seq-scans, err)
+		}
 	}
 	if err := a.WaitDelivered(ctx); err != nil {
 		t.Fatal(err)
