@@ -87,7 +87,8 @@ type Agent struct {
 	mu         sync.Mutex
 	done       map[scanKey]bool // completed scans, for WaitScan
 	rejections map[string]bool  // reported rejected-record kinds
-	progress   chan struct{}    // closed and replaced when a scan completes
+	scans      map[string]*hostScans
+	progress   chan struct{} // closed and replaced when a scan completes
 
 	sub     *nats.Subscription
 	svc     micro.Service
@@ -147,6 +148,7 @@ func New(nc *nats.Conn, cfg Config, logger *slog.Logger) (*Agent, error) {
 		cfg: cfg, nc: nc, js: js, log: logger, store: store, engine: engine,
 		outbox: ob, count: newCounters(), gaps: newGapTracker(),
 		limit: lograte.New(time.Minute), done: map[scanKey]bool{}, rejections: map[string]bool{},
+		scans:    map[string]*hostScans{},
 		alertLog: newAlertLogBudget(logger, maxAlertLinesPerMinute),
 		progress: make(chan struct{}), wake: make(chan struct{}, 1),
 	}, nil
@@ -184,10 +186,14 @@ func (a *Agent) Start(ctx context.Context) error {
 	if n := a.outbox.len(); n > 0 {
 		a.log.Info("resending undelivered alerts", "count", n)
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.deliverLoop(ctx)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.watchSilence(ctx)
 	}()
 	a.log.Info("agent started", "subject", a.cfg.Subject, "state_dir", a.cfg.StateDir,
 		"similarity_threshold", a.cfg.SimilarityThreshold, "alert_ack", a.cfg.AlertAck)
@@ -326,6 +332,7 @@ func (a *Agent) handle(m *nats.Msg) {
 		}
 	}
 	if completed {
+		a.noteScan(batch)
 		a.count.update(func(c *Counters) { c.Scans++ })
 		a.markDone(scanKey{host, batch.CollectorId, batch.ScanSeq})
 	}

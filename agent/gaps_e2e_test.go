@@ -6,6 +6,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -337,4 +338,38 @@ func realScan(t *testing.T) *collector.Scan {
 		t.Fatal(err)
 	}
 	return scan
+}
+
+// TestSilentHostRaisesGap stops a host's scans: the agent must report the
+// silence instead of showing a clean host.
+func TestSilentHostRaisesGap(t *testing.T) {
+	srv := newRestartableServer(t)
+	ensureStream(t, srv.url())
+	a := startTestAgent(t, srv.url(), t.TempDir(), agent.Config{AlertAck: true})
+	pub, err := collector.NewPublisher(reconnectingConn(t, srv.url()), testHost, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	scan := realScan(t)
+	for seq := uint64(1); seq <= 3; seq++ {
+		scan.Seq = seq
+		if _, err := pub.Publish(ctx, scan); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.WaitScan(ctx, testHost, pub.CollectorID(), seq); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	js := jsFor(t, srv.url())
+	waitFor(t, "a telemetry_gap about the silent host", 15*time.Second, func() bool {
+		for _, al := range gapAlerts(t, js) {
+			if strings.Contains(al.Message, "no scan from host "+testHost) {
+				return true
+			}
+		}
+		return false
+	})
 }
