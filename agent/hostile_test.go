@@ -1111,9 +1111,16 @@ func TestHostileMessagesDropped(t *testing.T) {
 	if len(others) != 0 {
 		t.Errorf("alerts other than telemetry_gap: %v", others)
 	}
-	gaps := p.alertsWhere(func(a *binwatchv1.IntegrityAlert) bool {
+	isGap := func(a *binwatchv1.IntegrityAlert) bool {
 		return a.Kind == binwatchv1.AlertKind_ALERT_KIND_TELEMETRY_GAP
-	})
+	}
+	// Delivered means acknowledged by the stream; the subscriber may get
+	// the last ones a moment later.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.alertsWhere(isGap)) < 6 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	gaps := p.alertsWhere(isGap)
 	// testhost: pid, path, name, sha256 (twice, one field), ssdeep;
 	// otherhost: pid.
 	if len(gaps) != 6 {
