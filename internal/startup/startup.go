@@ -11,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/binwatch/binwatch/schema"
@@ -111,4 +113,18 @@ func ExitAfterGrace(ctx context.Context, name string) {
 		fmt.Fprintf(os.Stderr, "%s: did not stop within %s of the signal; exiting\n", name, StopGrace)
 		os.Exit(1)
 	}()
+}
+
+// Main runs a binary's run function with a context that signals cancel,
+// prints the error it returns after the binary's name, and exits with
+// ExitCode. It does not return.
+func Main(name string, run func(ctx context.Context, args []string, stdout, stderr io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ExitAfterGrace(ctx, name)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	}
+	os.Exit(ExitCode(err))
 }

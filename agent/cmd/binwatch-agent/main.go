@@ -5,17 +5,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -45,16 +40,7 @@ type config struct {
 	LogFormat           string               `envconfig:"LOG_FORMAT" default:"text"`
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	startup.ExitAfterGrace(ctx, "binwatch-agent")
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "binwatch-agent:", err)
-	}
-	os.Exit(startup.ExitCode(err))
-}
+func main() { startup.Main("binwatch-agent", run) }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config

@@ -7,22 +7,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/binwatch/binwatch/agent"
 	"github.com/binwatch/binwatch/collector"
-	"github.com/binwatch/binwatch/internal/lograte"
+	"github.com/binwatch/binwatch/internal/hostcollector"
 	"github.com/binwatch/binwatch/internal/natsconn"
 	"github.com/binwatch/binwatch/internal/startup"
 	"github.com/binwatch/binwatch/schema"
-	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
 
 // Time limits of --once: for the scan to be evaluated, and for its alerts
@@ -152,79 +149,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// The in-process collector has its own connection, like a separate
 	// binwatch-collector would.
-	rescan := make(chan struct{}, 1)
-	scanner, pub, svc, cnc, err := startCollector(c, opts, hostID, hostname, logger, rescan)
+	col, err := hostcollector.Start(hostcollector.Options{
+		ProcRoot: c.Proc, MaxFileSize: c.MaxFileSize, NATS: opts,
+		HostID: hostID, Hostname: hostname, Version: agent.Version,
+	}, logger.With("component", "collector"))
 	if err != nil {
 		return err
 	}
-	defer cnc.Close()
-	defer svc.Stop()
+	defer col.Close()
 	if c.Once {
-		return once(ctx, a, scanner, pub, svc, stdout)
+		return once(ctx, a, col, stdout)
 	}
-	report := func(r collector.ScanReport) {
-		svc.Record(r)
-		if r.Err != nil {
-			logger.Error("scan failed", "error", r.Err)
-			return
-		}
-		logger.Info("scan published", "scan", r.Scan.Seq, "records", r.Publish.Records,
-			"batches", r.Publish.Batches, "duration", time.Duration(r.Scan.Stats.DurationNs))
-	}
-	err = collector.Run(ctx, scanner, pub, c.Interval, rescan, report)
+	err = collector.Run(ctx, col.Scanner, col.Publisher, c.Interval, col.Rescan, col.Report)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
 }
 
-// startCollector sets up the in-process collector. A reconnect of its
-// connection sends on rescan, so a full scan follows any records lost.
-func startCollector(c config, opts natsconn.Options, hostID, hostname string, logger *slog.Logger, rescan chan struct{}) (
-	*collector.Scanner, *collector.Publisher, *collector.Service, *nats.Conn, error) {
-	log := logger.With("component", "collector")
-	scanner, err := collector.NewScanner(collector.Options{ProcRoot: c.Proc, MaxFileSize: c.MaxFileSize})
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	limit := lograte.New(time.Minute)
-	scanner.OnProcessError(func(pid int, err error) {
-		if limit.Allow("process") {
-			log.Warn("process skipped", "pid", pid, "error", err)
-		}
-	})
-	hooks := natsconn.Hooks{Reconnected: func() {
-		select {
-		case rescan <- struct{}{}:
-		default:
-		}
-	}}
-	cnc, err := natsconn.Connect(opts, "binwatch-collector "+hostID, log, hooks)
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	pub, err := collector.NewPublisher(cnc, hostID, hostname)
-	if err != nil {
-		cnc.Close()
-		return nil, nil, nil, nil, err
-	}
-	pub.OnOversized(func(rec *binwatchv1.ProcessRecord, err error) {
-		log.Error("record dropped: larger than the max payload", "pid", rec.Pid, "error", err)
-	})
-	svc, err := collector.StartService(cnc, hostID, agent.Version)
-	if err != nil {
-		cnc.Close()
-		return nil, nil, nil, nil, err
-	}
-	return scanner, pub, svc, cnc, nil
-}
-
 // once scans, waits until the agent has evaluated the scan and delivered
 // every alert, and prints a summary.
-func once(ctx context.Context, a *agent.Agent, s *collector.Scanner, p *collector.Publisher,
-	svc *collector.Service, stdout io.Writer) error {
-	r := collector.ScanOnce(ctx, s, p)
-	svc.Record(r)
+func once(ctx context.Context, a *agent.Agent, col *hostcollector.Collector, stdout io.Writer) error {
+	p := col.Publisher
+	r := collector.ScanOnce(ctx, col.Scanner, p)
+	col.Report(r)
 	if r.Err != nil {
 		return r.Err
 	}

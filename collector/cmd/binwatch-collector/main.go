@@ -8,21 +8,16 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go"
 
 	"github.com/binwatch/binwatch/collector"
-	"github.com/binwatch/binwatch/internal/lograte"
+	"github.com/binwatch/binwatch/internal/hostcollector"
 	"github.com/binwatch/binwatch/internal/natsconn"
 	"github.com/binwatch/binwatch/internal/startup"
-	"github.com/binwatch/binwatch/schema/binwatchv1"
 )
 
 // version is reported by the micro service.
@@ -38,16 +33,7 @@ type config struct {
 	LogFormat   string        `envconfig:"LOG_FORMAT" default:"text"`
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	startup.ExitAfterGrace(ctx, "binwatch-collector")
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "binwatch-collector:", err)
-	}
-	os.Exit(startup.ExitCode(err))
-}
+func main() { startup.Main("binwatch-collector", run) }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
@@ -102,66 +88,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger = logger.With("host", hostID)
-	scanner, err := collector.NewScanner(collector.Options{ProcRoot: c.Proc, MaxFileSize: c.MaxFileSize})
-	if err != nil {
-		return err
-	}
-	limit := lograte.New(time.Minute)
-	scanner.OnProcessError(func(pid int, err error) {
-		if limit.Allow("process") {
-			logger.Warn("process skipped", "pid", pid, "error", err)
-		}
-	})
-
-	rescan := make(chan struct{}, 1)
-	hooks := natsconn.Hooks{Reconnected: func() {
-		select {
-		case rescan <- struct{}{}:
-		default:
-		}
-	}}
 	var extra []nats.Option
 	if c.Once {
 		extra = append(extra, nats.RetryOnFailedConnect(false))
 	}
-	nc, err := natsconn.Connect(c.NATS, "binwatch-collector "+hostID, logger, hooks, extra...)
+	col, err := hostcollector.Start(hostcollector.Options{
+		ProcRoot: c.Proc, MaxFileSize: c.MaxFileSize, NATS: c.NATS,
+		HostID: hostID, Hostname: hostname, Version: version, Connect: extra,
+	}, logger)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	pub, err := collector.NewPublisher(nc, hostID, hostname)
-	if err != nil {
-		return err
-	}
-	pub.OnOversized(func(rec *binwatchv1.ProcessRecord, err error) {
-		logger.Error("record dropped: larger than the max payload", "pid", rec.Pid, "error", err)
-	})
-	svc, err := collector.StartService(nc, hostID, version)
-	if err != nil {
-		return err
-	}
-	defer svc.Stop()
+	defer col.Close()
 	logger.Info("collector started", "nats", natsconn.Redact(c.NATS.URL), "interval", c.Interval,
-		"collector_id", pub.CollectorID(), "proc", c.Proc)
-	report := func(r collector.ScanReport) {
-		svc.Record(r)
-		if r.Err != nil {
-			logger.Error("scan failed", "error", r.Err)
-			return
-		}
-		logger.Info("scan published", "scan", r.Scan.Seq, "records", r.Publish.Records,
-			"batches", r.Publish.Batches, "bytes", r.Publish.Bytes, "duration", time.Duration(r.Scan.Stats.DurationNs))
-	}
+		"collector_id", col.Publisher.CollectorID(), "proc", c.Proc)
 	if c.Once {
-		r := collector.ScanOnce(ctx, scanner, pub)
-		report(r)
+		r := collector.ScanOnce(ctx, col.Scanner, col.Publisher)
+		col.Report(r)
 		if r.Err != nil {
 			return r.Err
 		}
 		collector.WriteSummary(stdout, r.Scan.Stats, nil)
 		return nil
 	}
-	err = collector.Run(ctx, scanner, pub, c.Interval, rescan, report)
+	err = collector.Run(ctx, col.Scanner, col.Publisher, c.Interval, col.Rescan, col.Report)
 	logger.Info("collector stopped")
 	if errors.Is(err, context.Canceled) {
 		return nil
