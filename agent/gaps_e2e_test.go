@@ -3,7 +3,6 @@ package agent_test
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,13 +31,8 @@ type restartableServer struct {
 
 func newRestartableServer(t *testing.T) *restartableServer {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &restartableServer{t: t, listen: "127.0.0.1:" + strconv.Itoa(port), store: filepath.Join(t.TempDir(), "js")}
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	r := &restartableServer{t: t, listen: listen, store: filepath.Join(t.TempDir(), "js")}
 	r.start()
 	t.Cleanup(r.stop)
 	return r

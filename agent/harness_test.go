@@ -244,7 +244,7 @@ func startProcess(t *testing.T, path string, args ...string) *exec.Cmd {
 	// Wait until the process runs the new image, not the forked test.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		link, err := os.Readlink(filepath.Join("/proc", itoa(cmd.Process.Pid), "exe"))
+		link, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "exe"))
 		if err == nil && link == path {
 			return cmd
 		}
@@ -254,5 +254,3 @@ func startProcess(t *testing.T, path string, args ...string) *exec.Cmd {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -107,19 +107,6 @@ func lookTool(t *testing.T, name, pkg string) string {
 	return path
 }
 
-// untilDeadline calls ok every few milliseconds until it returns true,
-// and fails the test when timeout passes first.
-func untilDeadline(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func fileSHA256(t *testing.T, path string) string {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -147,7 +134,7 @@ func startCommand(t *testing.T, cmd *exec.Cmd) int {
 func waitExeLink(t *testing.T, pid int, ok func(link string) bool) string {
 	t.Helper()
 	var link string
-	untilDeadline(t, 5*time.Second, fmt.Sprintf("the exe link of pid %d", pid), func() bool {
+	waitFor(t, fmt.Sprintf("the exe link of pid %d", pid), 5*time.Second, func() bool {
 		var err error
 		link, err = os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
 		return err == nil && ok(link)
@@ -181,7 +168,7 @@ func (p *pipeline) awaitScan(collectorID string, seq uint64, timeout time.Durati
 		p.t.Fatal(err)
 	}
 	delivered := p.agent.Counters().AlertsDelivered
-	untilDeadline(p.t, time.Until(deadlineOf(ctx)), "the subscriber to receive the delivered alerts", func() bool {
+	waitFor(p.t, "the subscriber to receive the delivered alerts", time.Until(deadlineOf(ctx)), func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return uint64(len(p.alerts)) >= delivered
@@ -405,7 +392,7 @@ func recordBatches(t *testing.T, url, host string) *batchRecorder {
 func (r *batchRecorder) next(t *testing.T) collectedScan {
 	t.Helper()
 	var s collectedScan
-	untilDeadline(t, 20*time.Second, "a complete scan from a new collector", func() bool {
+	waitFor(t, "a complete scan from a new collector", 20*time.Second, func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		for id, bs := range r.batches {

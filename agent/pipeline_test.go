@@ -305,7 +305,9 @@ func TestSsdeepFailureRaisesOneCoverageAlert(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitForAlerts(t, p, pid, kindCoverage, 1)
+	waitFor(t, "the coverage_degraded alert", 5*time.Second, func() bool {
+		return len(p.alertsFor(pid, kindCoverage)) > 0
+	})
 	got := p.alertsFor(pid, kindCoverage)
 	if len(got) != 1 {
 		t.Fatalf("%d coverage_degraded alerts over two scans, want 1", len(got))
@@ -315,15 +317,5 @@ func TestSsdeepFailureRaisesOneCoverageAlert(t *testing.T) {
 	}
 	if got[0].GetProcess().GetHash().GetSha256() == "" {
 		t.Error("the alert lacks the SHA-256 that was computed")
-	}
-}
-
-// waitForAlerts waits until the subscriber saw at least n alerts of kind
-// about pid, or a deadline passes.
-func waitForAlerts(t *testing.T, p *pipeline, pid int32, kind binwatchv1.AlertKind, n int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(p.alertsFor(pid, kind)) < n && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
 	}
 }
