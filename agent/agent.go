@@ -324,8 +324,8 @@ func (a *Agent) handle(m *nats.Msg) {
 	}
 	if (len(alerts) > 0 || completed) && time.Since(a.lastSave) >= saveInterval {
 		// Saving rewrites the whole file, so it is done at most once per
-		// saveInterval and at Close. Alerts are safe in the outbox already;
-		// a crash in between can only repeat an alert, with the same id.
+		// saveInterval and at Close. Alerts are already in the outbox, so a
+		// crash in between can only repeat an alert, with the same id.
 		a.lastSave = time.Now()
 		if err := a.store.Save(); err != nil && a.limit.Allow("save") {
 			a.log.Error("saving baselines failed", "path", a.store.Path(), "error", err)

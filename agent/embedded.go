@@ -44,10 +44,10 @@ type EmbeddedOptions struct {
 	// max_pending (64 MiB by default).
 	MaxPayload int32
 	Leaf       LeafOptions
-	// InternalUser and InternalPassword, when set, turn on authorization:
-	// that user (the agent and the in-process collector) may do anything,
-	// and every other client connects as an anonymous user that may only
-	// watch alerts, read the INTEGRITY stream and query the micro services.
+	// InternalUser and InternalPassword, when set, turn on authorization.
+	// That user (the agent and the in-process collector) may do anything.
+	// Every other client connects as an anonymous user that may only watch
+	// alerts, read the INTEGRITY stream and query the micro services.
 	// Without them any local user could publish records or delete the
 	// stream. The password may be a bcrypt hash. Empty leaves the server
 	// open, for tests.

@@ -1016,9 +1016,9 @@ func TestHostileMessagesDropped(t *testing.T) {
 	nc := connect(t, p.url)
 	want := map[string]uint64{}
 	ambiguous := map[string]uint64{} // sent with more than one accepted reason
-	// Batches whose only fault is in a record are accepted without it; all
-	// share one scan and batch number, so on each subject all but the
-	// first are repeats.
+	// Batches whose only fault is in a record are accepted without it.
+	// They all share one scan and batch number, so on each subject all but
+	// the first are repeats.
 	recordMessages := map[string]uint64{}
 	for _, m := range messages {
 		times := max(m.times, 1)

@@ -15,9 +15,9 @@ import (
 const maxRejectionKeys = 10000
 
 // rejectedRecords counts and logs the records that validation removed
-// from b, and returns one telemetry_gap alert per host, field and reason
-// the first time it is seen: those processes went unchecked, and a host
-// whose records are all rejected must not look clean.
+// from b. It returns one telemetry_gap alert per host, field and reason,
+// the first time each is seen, because those processes went unchecked and
+// a host whose records are all rejected must not look clean.
 func (a *Agent) rejectedRecords(b *binwatchv1.ProcessBatch, rejected []ingest.RecordError) []*binwatchv1.IntegrityAlert {
 	if len(rejected) == 0 {
 		return nil

@@ -72,8 +72,8 @@ type PublishResult struct {
 
 // Publish splits scan into batches and publishes them, then flushes the
 // connection so that an error is returned rather than buffered. A record
-// larger than a message loses its command line first; if it still does not
-// fit it is dropped, counted in the batch stats and passed to the
+// larger than a message loses its command line first. If it still does
+// not fit, it is dropped, counted in the batch stats and passed to the
 // OnOversized function.
 func (p *Publisher) Publish(ctx context.Context, scan *Scan) (PublishResult, error) {
 	batches, oversized := p.Split(scan, p.nc.MaxPayload())
@@ -127,8 +127,9 @@ func (p *Publisher) Split(scan *Scan, maxPayload int64) ([]*binwatchv1.ProcessBa
 			CollectorId: p.collectorID,
 		}
 	}
-	// The stats are shared by every batch; records_oversized is only known
-	// at the end, so its room (a tag and up to a 5-byte varint) is kept.
+	// Every batch carries the same stats. records_oversized is known only
+	// at the end, so room for it (a tag and a varint of up to 5 bytes) is
+	// kept.
 	base := proto.Size(newBatch()) + 8
 	var batches []*binwatchv1.ProcessBatch
 	cur, size := newBatch(), base

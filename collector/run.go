@@ -38,7 +38,7 @@ func Run(ctx context.Context, s *Scanner, p *Publisher, interval time.Duration,
 		case <-ticker.C:
 		case <-rescan:
 			// Other clients, the agent among them, reconnect and
-			// resubscribe at about the same time; a scan sent at once
+			// resubscribe at about the same time, so a scan sent at once
 			// could reach the server before their subscriptions.
 			select {
 			case <-ctx.Done():

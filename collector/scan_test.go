@@ -247,7 +247,7 @@ func TestScanRecordsUnreadableLongPath(t *testing.T) {
 	f.Close()
 	dir.Close()
 
-	// Shells cd by the full path, which is too long; the test binary in
+	// Shells cd by the full path, which is too long. The test binary in
 	// helper mode walks down one relative step at a time and execs.
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), deepExecEnv+"="+component+":"+strconv.Itoa(depth))

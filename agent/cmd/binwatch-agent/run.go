@@ -75,8 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// nats-server keeps its store in a "jetstream" directory inside.
 		storeDir := c.StateDir
 		if c.Leaf.URL != "" {
-			// A leaf node forwards alerts to the hub's stream; a local
-			// JetStream domain would answer in its place.
+			// A leaf node forwards alerts to the hub's stream. A local
+			// JetStream would acknowledge them in the hub's place.
 			storeDir = ""
 		}
 		// The server keeps only a bcrypt hash of the password.
